@@ -1,0 +1,150 @@
+//! The model's hyper-parameters, saved beside the weights as `config.json`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, WeftError};
+
+/// How the weights are stored on disk. Computation is always in f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl WeightDtype {
+    pub fn candle(self) -> candle_core::DType {
+        match self {
+            WeightDtype::F32 => candle_core::DType::F32,
+            WeightDtype::F16 => candle_core::DType::F16,
+            WeightDtype::Bf16 => candle_core::DType::BF16,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+            WeightDtype::Bf16 => "bf16",
+        }
+    }
+}
+
+/// Hyper-parameters of the spacetime-patch diffusion transformer.
+///
+/// Nothing here fixes the frame size or the number of frames: positions in
+/// (t, y, x) are rotary-encoded, so any resolution, aspect ratio and window
+/// length runs with the same weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Side of the square spatial patch, in pixels. Frames are padded
+    /// internally to a multiple of it and cropped back.
+    pub patch_size: usize,
+    /// Token width.
+    pub hidden_size: usize,
+    /// Number of transformer blocks.
+    pub depth: usize,
+    /// Attention heads; `hidden_size / num_heads` must be a multiple of 16
+    /// (the rotary code splits each head into t, y and x parts).
+    pub num_heads: usize,
+    /// MLP hidden width as a multiple of `hidden_size`.
+    pub mlp_ratio: usize,
+    /// Side of the spatial attention window, in patches. Each block attends
+    /// within a spacetime window of (all frames) x window x window tokens.
+    pub window: usize,
+    /// Default number of frame slots per model window (known + generated).
+    pub frames: usize,
+    /// Width of the sinusoidal timestep features fed to the conditioning MLP.
+    pub time_freq_dim: usize,
+    /// Base of the rotary frequencies.
+    pub rope_theta: f64,
+    /// Storage dtype of `model.safetensors`.
+    pub weight_dtype: WeightDtype,
+}
+
+impl Default for Config {
+    /// The default model: ~4.2 M parameters (8.4 MB in f16).
+    fn default() -> Self {
+        Self {
+            patch_size: 8,
+            hidden_size: 192,
+            depth: 6,
+            num_heads: 6,
+            mlp_ratio: 4,
+            window: 8,
+            frames: 8,
+            time_freq_dim: 128,
+            rope_theta: 100.0,
+            weight_dtype: WeightDtype::F16,
+        }
+    }
+}
+
+impl Config {
+    /// A very small config for tests and examples.
+    pub fn tiny() -> Self {
+        Self {
+            patch_size: 4,
+            hidden_size: 32,
+            depth: 2,
+            num_heads: 2,
+            mlp_ratio: 2,
+            window: 4,
+            frames: 6,
+            time_freq_dim: 16,
+            rope_theta: 100.0,
+            weight_dtype: WeightDtype::F32,
+        }
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_heads.max(1)
+    }
+
+    /// Rotary split of one head: (t, y, x) dimensions, each even.
+    pub fn rope_split(&self) -> (usize, usize, usize) {
+        let hd = self.head_dim();
+        let t = hd / 4;
+        let yx = (hd - t) / 2;
+        (t, yx, yx)
+    }
+
+    /// Checks that the numbers fit together.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(WeftError::InvalidConfig(m));
+        if self.patch_size == 0 || self.patch_size > 64 {
+            return bad(format!("patch_size {} must be in 1..=64", self.patch_size));
+        }
+        if self.hidden_size == 0 || self.depth == 0 || self.num_heads == 0 || self.mlp_ratio == 0 {
+            return bad("hidden_size, depth, num_heads and mlp_ratio must be positive".into());
+        }
+        if self.hidden_size % self.num_heads != 0 {
+            return bad(format!(
+                "hidden_size {} is not divisible by num_heads {}",
+                self.hidden_size, self.num_heads
+            ));
+        }
+        if self.head_dim() % 16 != 0 {
+            return bad(format!("head dim {} must be a multiple of 16", self.head_dim()));
+        }
+        if self.window == 0 {
+            return bad("window must be positive".into());
+        }
+        if self.frames < 2 {
+            return bad(format!("frames {} must be at least 2", self.frames));
+        }
+        if self.time_freq_dim < 2 || self.time_freq_dim % 2 != 0 {
+            return bad(format!("time_freq_dim {} must be even and >= 2", self.time_freq_dim));
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
+            return bad(format!("rope_theta {} must be > 1", self.rope_theta));
+        }
+        Ok(())
+    }
+
+    /// Channels of one flattened patch.
+    pub fn patch_dim(&self) -> usize {
+        3 * self.patch_size * self.patch_size
+    }
+}

@@ -1,0 +1,172 @@
+//! The conditioning plan: infill, extend and animate through one code path.
+
+mod common;
+use common::*;
+use weft::{Direction, Frame, GenerateOptions, Plan, Slot, WeftError};
+
+#[test]
+fn infill_returns_exact_count_and_size() {
+    let m = tiny_model(1);
+    let before = clip(24, 16, 2, 0);
+    let after = clip(24, 16, 2, 10);
+    for n in [1, 3, 7] {
+        let out = weft::infill(&m, &before, &after, n, &opts(5)).unwrap();
+        assert_eq!(out.len(), n);
+        assert!(out.iter().all(|f| f.width() == 24 && f.height() == 16));
+    }
+}
+
+#[test]
+fn gap_larger_than_window_runs_in_several_windows() {
+    let m = tiny_model(1);
+    let before = clip(16, 16, 3, 0);
+    let after = clip(16, 16, 3, 40);
+    // window 6 with 2+2 context leaves 2 slots a window: 13 frames need 7 windows.
+    let mut positions = Vec::new();
+    let plan = Plan::infill(&before, 13, &after);
+    weft::run_plan(&m, &plan, &opts(3), |p, f| {
+        assert_eq!((f.width(), f.height()), (16, 16));
+        positions.push(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(positions, (3..16).collect::<Vec<_>>(), "generated in order, each once");
+}
+
+#[test]
+fn gaps_at_start_and_end() {
+    let m = tiny_model(2);
+    let frames = clip(20, 12, 4, 0);
+    // Gap at the very start: nothing before, generated backwards from the known frames.
+    let start = weft::infill(&m, &[], &frames, 3, &opts(1)).unwrap();
+    assert_eq!(start.len(), 3);
+    // Gap at the very end.
+    let end = weft::infill(&m, &frames, &[], 3, &opts(1)).unwrap();
+    assert_eq!(end.len(), 3);
+    // Backward runs hand out the nearest frame first.
+    let plan = Plan::extend(&frames, 9, Direction::Backward);
+    let mut order = Vec::new();
+    weft::run_plan(&m, &plan, &opts(1), |p, _| {
+        order.push(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(order, (0..9).rev().collect::<Vec<_>>());
+}
+
+#[test]
+fn extend_forward_and_backward_long() {
+    let m = tiny_model(3);
+    let frames = clip(16, 8, 3, 0);
+    for dir in [Direction::Forward, Direction::Backward] {
+        let out = weft::extend(&m, &frames, 11, dir, &opts(9)).unwrap();
+        assert_eq!(out.len(), 11);
+    }
+    let one = weft::extend(&m, &frames, 1, Direction::Forward, &opts(9)).unwrap();
+    assert_eq!(one.len(), 1);
+}
+
+#[test]
+fn animate_keeps_the_still_as_frame_zero() {
+    let m = tiny_model(4);
+    let still = pattern(30, 18, 0);
+    let out = weft::animate(&m, &still, 9, &opts(2)).unwrap();
+    assert_eq!(out.len(), 9);
+    assert_eq!(out[0].data(), still.data());
+    let single = weft::animate(&m, &still, 1, &opts(2)).unwrap();
+    assert_eq!(single, vec![still.clone()]);
+}
+
+#[test]
+fn known_frames_come_back_byte_identical() {
+    let m = tiny_model(5);
+    let frames = clip(17, 13, 8, 0);
+    let mut plan = Plan::new();
+    for (i, f) in frames.iter().enumerate() {
+        if i % 3 == 1 {
+            plan.push(i as i64, Slot::Generate);
+        } else {
+            plan.push(i as i64, Slot::Known(f));
+        }
+    }
+    let out = weft::generate(&m, &plan, &opts(7)).unwrap();
+    assert_eq!(out.len(), 8);
+    for (i, f) in frames.iter().enumerate() {
+        if i % 3 != 1 {
+            assert_eq!(out[i].data(), f.data(), "known frame {i} altered");
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_output_other_seed_differs() {
+    let m = tiny_model(6);
+    let before = clip(20, 20, 2, 0);
+    let after = clip(20, 20, 2, 5);
+    let a = weft::infill(&m, &before, &after, 2, &opts(11)).unwrap();
+    let b = weft::infill(&m, &before, &after, 2, &opts(11)).unwrap();
+    let c = weft::infill(&m, &before, &after, 2, &opts(12)).unwrap();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn odd_tiny_and_wide_sizes() {
+    let m = tiny_model(7);
+    for (w, h) in [(175, 143), (1, 1), (2, 1), (301, 3), (640, 4)] {
+        let before = clip(w, h, 1, 0);
+        let after = clip(w, h, 1, 3);
+        let out = weft::infill(&m, &before, &after, 2, &opts(1)).unwrap();
+        assert_eq!(out.len(), 2, "{w}x{h}");
+        assert!(out.iter().all(|f| f.width() == w && f.height() == h), "{w}x{h}");
+        let anim = weft::animate(&m, &before[0], 3, &opts(1)).unwrap();
+        assert_eq!(anim[0], before[0]);
+    }
+}
+
+#[test]
+fn non_contiguous_known_frames_keep_their_timestamps() {
+    // Known frames at 0, 1 and 10, 12; generate 2..=9 and 11.
+    let m = tiny_model(8);
+    let f = clip(12, 12, 4, 0);
+    let mut plan = Plan::new().known(0, &f[0]).known(1, &f[1]).known(10, &f[2]).known(12, &f[3]);
+    for p in (2..=9).chain([11]) {
+        plan = plan.generate(p);
+    }
+    let out = weft::generate(&m, &plan, &opts(1)).unwrap();
+    assert_eq!(out.len(), 13);
+    assert_eq!(out[10], f[2]);
+    assert_eq!(out[12], f[3]);
+}
+
+#[test]
+fn bad_plans_and_options_are_named_errors() {
+    let m = tiny_model(9);
+    let a = pattern(8, 8, 0);
+    let b = pattern(9, 8, 0);
+    let err = weft::generate(&m, &Plan::new().known(0, &a).known(1, &b).generate(2), &opts(0)).unwrap_err();
+    assert!(matches!(err, WeftError::BadPlan(ref s) if s.contains("9x8")), "{err}");
+    let err = weft::generate(&m, &Plan::new().known(0, &a).known(0, &a), &opts(0)).unwrap_err();
+    assert!(matches!(err, WeftError::BadPlan(ref s) if s.contains("position 0")), "{err}");
+    let err = weft::generate(&m, &Plan::new().generate(0), &opts(0)).unwrap_err();
+    assert!(matches!(err, WeftError::BadPlan(ref s) if s.contains("no known frame")), "{err}");
+    let zero_steps = GenerateOptions { steps: 0, ..Default::default() };
+    let err = weft::infill(&m, &[a.clone()], &[], 1, &zero_steps).unwrap_err();
+    assert!(matches!(err, WeftError::BadOptions(ref s) if s.contains("steps")), "{err}");
+    let tiny_window = GenerateOptions { window: Some(1), ..opts(0) };
+    let err = weft::infill(&m, &[a.clone()], &[], 1, &tiny_window).unwrap_err();
+    assert!(matches!(err, WeftError::BadOptions(ref s) if s.contains("window")), "{err}");
+    assert!(Frame::from_rgb(0, 4, vec![]).is_err());
+    assert!(Frame::from_rgb(2, 2, vec![0; 11]).is_err());
+    let err = weft::extend(&m, &[], 3, Direction::Forward, &opts(0)).unwrap_err();
+    assert!(matches!(err, WeftError::BadPlan(_)), "{err}");
+}
+
+#[test]
+fn smallest_window_still_generates() {
+    let m = tiny_model(10);
+    let frames = clip(8, 8, 4, 0);
+    let o = GenerateOptions { window: Some(2), ..opts(1) };
+    let out = weft::infill(&m, &frames[..2], &frames[2..], 5, &o).unwrap();
+    assert_eq!(out.len(), 5);
+}
