@@ -157,8 +157,9 @@ pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         .map(|(n, t)| Ok((n.clone(), safetensors::View::data(t).into_owned())))
         .collect::<Result<_>>()?;
     let sum = checksum(raw.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
-    let meta: HashMap<String, String> =
-        [(CHECKSUM_KEY.to_string(), sum), ("format".to_string(), "weft".to_string())].into();
+    // One key only: safetensors writes the metadata map in hash order, and the
+    // file must be byte-identical for the same weights.
+    let meta: HashMap<String, String> = [(CHECKSUM_KEY.to_string(), sum)].into();
     safetensors::serialize(tensors.iter(), Some(meta))
         .map_err(|e| WeftError::BadOptions(format!("cannot serialise weights: {e}")))
 }
