@@ -12,6 +12,7 @@ pub mod analysis;
 pub mod error;
 pub mod frame;
 pub mod model;
+pub mod runtime;
 pub mod tasks;
 
 pub use error::{Result, WeftError};

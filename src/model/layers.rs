@@ -175,7 +175,8 @@ impl WindowAttention {
     }
 }
 
-/// One transformer block: spacetime window attention + MLP, both modulated
+/// One transformer block: spacetime window attention + MLP (SiLU: one exp per
+/// element where tanh-GELU costs a tanh), both modulated
 /// per frame by the conditioning vector (known flag + timestep).
 pub(crate) struct Block {
     ada: Linear,
@@ -222,7 +223,7 @@ impl Block {
         let x = (x + h.broadcast_mul(&g1)?)?;
 
         let h = modulate(&self.norm.forward(&x, mode)?, &sh2, &sc2)?;
-        let h = linear(&linear(&h, &self.fc1)?.gelu()?, &self.fc2)?;
+        let h = linear(&linear(&h, &self.fc1)?.silu()?, &self.fc2)?;
         x + h.broadcast_mul(&g2)?
     }
 }

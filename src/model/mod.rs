@@ -149,6 +149,7 @@ impl Model {
     /// Builds the network with all weights zero (to be filled by a loader or an initialiser).
     fn build(cfg: &Config, device: &Device) -> Result<Self> {
         cfg.validate()?;
+        crate::runtime::tune_allocator();
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let net = Net::new(cfg, vb)?;
