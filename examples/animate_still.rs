@@ -1,0 +1,41 @@
+//! Turns a still image into a short clip with the library API, streaming the
+//! generated frames to disk as soon as each is fixed.
+//!
+//! cargo run --release --example animate_still -- MODEL_DIR STILL.png N OUT_PREFIX [SEED]
+//!
+//! Writes OUT_PREFIX-0.png (the still, unchanged) .. OUT_PREFIX-(N-1).png.
+
+use anyhow::{Context, bail};
+use weft::{Frame, GenerateOptions, Model, Plan};
+
+fn save(f: &Frame, path: &str) -> anyhow::Result<()> {
+    image::RgbImage::from_raw(f.width() as u32, f.height() as u32, f.data().to_vec())
+        .expect("frame size")
+        .save(path)
+        .with_context(|| format!("writing {path}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 4 {
+        bail!("usage: animate_still MODEL_DIR STILL.png N OUT_PREFIX [SEED]");
+    }
+    let model = if args[0] == "embedded" { Model::embedded()? } else { Model::load(&args[0])? };
+    let img = image::open(&args[1]).with_context(|| format!("reading {}", args[1]))?.to_rgb8();
+    let still = Frame::from_rgb(img.width() as usize, img.height() as usize, img.into_raw())?;
+    let n: usize = args[2].parse().context("N must be a number")?;
+    let seed = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let prefix = &args[3];
+
+    save(&still, &format!("{prefix}-0.png"))?;
+    // The plan: slot 0 known, slots 1..n to generate. run_plan streams them.
+    let plan = Plan::animate(&still, n);
+    let opts = GenerateOptions { seed, ..Default::default() };
+    weft::run_plan(&model, &plan, &opts, |pos, frame| {
+        let path = format!("{prefix}-{pos}.png");
+        save(&frame, &path).map_err(|e| weft::WeftError::Sink(format!("{e:#}")))?;
+        println!("{path}");
+        Ok(())
+    })
+    .map_err(anyhow::Error::from)
+}
