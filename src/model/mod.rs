@@ -46,8 +46,8 @@ pub use layers::Mode;
 use crate::error::{Result, WeftError};
 use layers::{Block, Norm, Windows, linear, modulate};
 
-/// Upper bound on attention-score floats held at once in inference (128 MiB).
-const MAX_SCORES: usize = 32 << 20;
+/// Upper bound on attention-score floats held at once in inference (32 MiB).
+const MAX_SCORES: usize = 8 << 20;
 
 /// Parses a device name: `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(name: &str) -> Result<Device> {
@@ -132,7 +132,12 @@ pub struct Model {
     cfg: Config,
     varmap: VarMap,
     device: Device,
+    /// Built on the trainable variables: every op is recorded for backprop.
     net: Net,
+    /// The same weights (shared storage, so loads and optimiser steps show
+    /// through) as plain tensors: no graph is kept alive, so inference memory
+    /// is that of one block's activations, not of the whole pass.
+    infer: Net,
 }
 
 impl std::fmt::Debug for Model {
@@ -153,7 +158,15 @@ impl Model {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
         let net = Net::new(cfg, vb)?;
-        Ok(Self { cfg: cfg.clone(), varmap, device: device.clone(), net })
+        let detached: std::collections::HashMap<String, Tensor> = varmap
+            .data()
+            .lock()
+            .expect("var map lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+            .collect();
+        let infer = Net::new(cfg, VarBuilder::from_tensors(detached, DType::F32, device))?;
+        Ok(Self { cfg: cfg.clone(), varmap, device: device.clone(), net, infer })
     }
 
     /// A randomly initialised (untrained) model, identical for the same `seed`.
@@ -247,7 +260,10 @@ impl Model {
 
     fn forward_impl(&self, batch: &WindowBatch<'_>, mode: Mode) -> candle_core::Result<Tensor> {
         let cfg = &self.cfg;
-        let net = &self.net;
+        let net = match mode {
+            Mode::Train => &self.net,
+            Mode::Inference => &self.infer,
+        };
         let dev = &self.device;
         let (b, t, ch, h, w) = batch.x.dims5()?;
         if ch != 3 {
