@@ -14,6 +14,7 @@ pub mod frame;
 pub mod model;
 pub mod runtime;
 pub mod tasks;
+pub mod train;
 
 pub use error::{Result, WeftError};
 pub use frame::Frame;

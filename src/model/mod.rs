@@ -152,7 +152,7 @@ impl std::fmt::Debug for Model {
 
 impl Model {
     /// Builds the network with all weights zero (to be filled by a loader or an initialiser).
-    fn build(cfg: &Config, device: &Device) -> Result<Self> {
+    pub(crate) fn build(cfg: &Config, device: &Device) -> Result<Self> {
         cfg.validate()?;
         crate::runtime::tune_allocator();
         let varmap = VarMap::new();
