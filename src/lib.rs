@@ -10,6 +10,7 @@
 
 pub mod analysis;
 pub mod error;
+pub mod eval;
 pub mod frame;
 pub mod model;
 pub mod runtime;
