@@ -20,4 +20,4 @@ pub mod train;
 pub use error::{Result, WeftError};
 pub use frame::Frame;
 pub use model::{Config, Model};
-pub use tasks::{Direction, GenerateOptions, Plan, Slot, animate, extend, generate, infill, run_plan};
+pub use tasks::{Direction, GenerateOptions, Plan, Slot, animate, extend, generate, infill, run_plan, schedule};

@@ -22,6 +22,7 @@ fn gap_larger_than_window_runs_in_several_windows() {
     let before = clip(16, 16, 3, 0);
     let after = clip(16, 16, 3, 40);
     // window 6 with 2+2 context leaves 2 slots a window: 13 frames need 7 windows.
+    // Each window must see the real frames after the gap (bidirectional).
     let mut positions = Vec::new();
     let plan = Plan::infill(&before, 13, &after);
     weft::run_plan(&m, &plan, &opts(3), |p, f| {
@@ -169,4 +170,98 @@ fn smallest_window_still_generates() {
     let o = GenerateOptions { window: Some(2), ..opts(1) };
     let out = weft::infill(&m, &frames[..2], &frames[2..], 5, &o).unwrap();
     assert_eq!(out.len(), 5);
+}
+
+mod schedules {
+    use super::*;
+    use weft::tasks::Source;
+
+    fn check_invariants(plan: &Plan<'_>, window: usize, context: usize) -> Vec<weft::tasks::WindowSchedule> {
+        let ws = weft::schedule(plan, window, context).unwrap();
+        let mut done = std::collections::HashSet::new();
+        for w in &ws {
+            assert!(w.len() <= window, "window of {} slots > {window}", w.len());
+            assert!(!w.generate.is_empty());
+            assert!(w.context.iter().any(|(_, s)| *s == Source::Known), "every window sees real footage");
+            for (p, s) in &w.context {
+                if *s == Source::Generated {
+                    assert!(done.contains(p), "context {p} used before it was generated");
+                }
+            }
+            for p in &w.generate {
+                assert!(done.insert(*p), "{p} generated twice");
+            }
+        }
+        assert_eq!(done.len(), plan.to_generate());
+        ws
+    }
+
+    #[test]
+    fn long_gap_windows_all_see_both_sides() {
+        let f = clip(8, 8, 4, 0);
+        let plan = Plan::infill(&f[..2], 13, &f[2..]);
+        let ws = check_invariants(&plan, 6, 2);
+        assert_eq!(ws.len(), 7);
+        assert_eq!(ws[0].context, vec![(0, Source::Known), (1, Source::Known), (15, Source::Known), (16, Source::Known)]);
+        for w in &ws {
+            assert!(w.context.contains(&(15, Source::Known)) && w.context.contains(&(16, Source::Known)));
+        }
+        // Later windows continue from the frames just generated.
+        assert_eq!(ws[1].context[..2], [(2, Source::Generated), (3, Source::Generated)]);
+    }
+
+    #[test]
+    fn long_extension_keeps_a_real_anchor() {
+        let f = clip(8, 8, 3, 0);
+        let plan = Plan::extend(&f, 20, Direction::Forward);
+        let ws = check_invariants(&plan, 8, 2);
+        for w in &ws[1..] {
+            assert!(w.context.contains(&(2, Source::Known)), "anchor missing: {w:?}");
+            assert_eq!(w.context.iter().filter(|c| c.1 == Source::Generated).count(), 2);
+        }
+        let back = check_invariants(&Plan::extend(&f, 20, Direction::Backward), 8, 2);
+        let order: Vec<i64> = back.iter().flat_map(|w| w.generate.clone()).collect();
+        assert_eq!(order, (0..20).rev().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn generated_frames_kept_alive_stay_bounded() {
+        // However long the job, only `context` generated frames are needed later.
+        let f = clip(8, 8, 2, 0);
+        for n in [10, 100, 1000] {
+            let plan = Plan::infill(&f[..1], n, &f[1..]);
+            let ws = check_invariants(&plan, 8, 2);
+            let mut last_use = std::collections::HashMap::new();
+            for (i, w) in ws.iter().enumerate() {
+                for (p, s) in &w.context {
+                    if *s == Source::Generated {
+                        last_use.insert(*p, i);
+                    }
+                }
+            }
+            let mut alive_max = 0;
+            for (i, w) in ws.iter().enumerate() {
+                let alive = w.generate.iter().chain(last_use.keys()).filter(|p| {
+                    last_use.get(p).is_some_and(|&l| l > i) && ws[..=i].iter().any(|x| x.generate.contains(p))
+                });
+                alive_max = alive_max.max(alive.count());
+            }
+            assert!(alive_max <= 4, "n={n}: {alive_max} generated frames kept");
+        }
+    }
+
+    #[test]
+    fn many_gaps_are_separate_runs() {
+        let f = clip(8, 8, 10, 0);
+        let mut plan = Plan::new();
+        for (i, fr) in f.iter().enumerate() {
+            plan.push(i as i64 * 3, Slot::Known(fr));
+            if i < 9 {
+                plan.push(i as i64 * 3 + 1, Slot::Generate);
+                plan.push(i as i64 * 3 + 2, Slot::Generate);
+            }
+        }
+        let ws = check_invariants(&plan, 8, 2);
+        assert_eq!(ws.len(), 9, "one window per two-frame gap");
+    }
 }
