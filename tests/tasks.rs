@@ -265,3 +265,19 @@ mod schedules {
         assert_eq!(ws.len(), 9, "one window per two-frame gap");
     }
 }
+
+#[test]
+fn low_strength_stays_near_the_cross_fade() {
+    // With almost no noise, one step leaves the cross-fade nearly untouched,
+    // whatever the (untrained) model predicts.
+    let m = tiny_model(11);
+    let a = weft::Frame::filled(16, 16, [0, 100, 200]).unwrap();
+    let b = weft::Frame::filled(16, 16, [100, 200, 0]).unwrap();
+    let o = GenerateOptions { steps: 1, strength: 0.01, ..opts(3) };
+    let out = weft::infill(&m, &[a.clone()], &[b.clone()], 1, &o).unwrap();
+    let mid = weft::eval::blend(&a, &b, 1).remove(0);
+    let diff = weft::analysis::mean_abs_diff(&out[0], &mid);
+    assert!(diff < 6.0, "strayed {diff} levels from the cross-fade");
+    let bad = GenerateOptions { strength: 0.0, ..opts(3) };
+    assert!(weft::infill(&m, &[a.clone()], &[b], 1, &bad).is_err());
+}

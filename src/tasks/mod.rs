@@ -45,11 +45,15 @@ pub struct GenerateOptions {
     pub window: Option<usize>,
     /// Known or fixed frames kept as context on each side of a chunk.
     pub context: usize,
+    /// Flow time sampling starts from, in (0, 1]: 1 starts from pure noise;
+    /// lower values start from a cross-fade of the neighbouring known frames
+    /// noised to that level (like img2img strength).
+    pub strength: f32,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { steps: 12, seed: 0, device: None, window: None, context: 2 }
+        Self { steps: 12, seed: 0, device: None, window: None, context: 2, strength: 1.0 }
     }
 }
 
@@ -57,6 +61,9 @@ impl GenerateOptions {
     fn check(&self, model: &Model) -> Result<usize> {
         if self.steps == 0 || self.steps > 1000 {
             return Err(WeftError::BadOptions(format!("steps must be in 1..=1000, got {}", self.steps)));
+        }
+        if !(self.strength > 0.0 && self.strength <= 1.0) {
+            return Err(WeftError::BadOptions(format!("strength must be in (0, 1], got {}", self.strength)));
         }
         let window = self.window.unwrap_or(model.config().frames);
         if !(2..=256).contains(&window) {
@@ -249,7 +256,7 @@ pub fn run_plan(
         slots.sort_by_key(|s| s.0);
         let wslots: Vec<WindowSlot<'_>> =
             slots.iter().map(|(p, f)| WindowSlot { tpos: (p - origin) as f32, frame: *f }).collect();
-        let generated = sample_window(model, &wslots, size, opts.steps, chunk_seed(opts.seed, origin))?;
+        let generated = sample_window(model, &wslots, size, opts.steps, opts.strength, chunk_seed(opts.seed, origin))?;
         let in_time: Vec<i64> = slots.iter().filter(|s| s.1.is_none()).map(|s| s.0).collect();
         drop(wslots);
         drop(slots);

@@ -49,21 +49,55 @@ fn noise(rng: &mut rand_chacha::ChaCha8Rng, h: usize, w: usize, dev: &Device) ->
     Tensor::from_vec(v, (3, h, w), dev)
 }
 
+/// First guess for slot `i`: the cross-fade of the nearest known slots on
+/// each side at their time distances, or the nearest one when only one side
+/// has any.
+fn guess(slots: &[WindowSlot<'_>], known: &[Option<Tensor>], i: usize) -> candle_core::Result<Tensor> {
+    let t = slots[i].tpos;
+    let before = (0..i).rev().find(|&j| known[j].is_some());
+    let after = (i + 1..slots.len()).find(|&j| known[j].is_some());
+    match (before, after) {
+        (Some(a), Some(b)) => {
+            let (ta, tb) = (slots[a].tpos, slots[b].tpos);
+            let s = ((t - ta) / (tb - ta)) as f64;
+            let (ka, kb) = (known[a].as_ref().unwrap(), known[b].as_ref().unwrap());
+            (ka * (1.0 - s))? + (kb * s)?
+        }
+        (Some(j), None) | (None, Some(j)) => Ok(known[j].clone().unwrap()),
+        (None, None) => candle_core::bail!("window has no known frame"),
+    }
+}
+
 /// Generates the unknown slots of a window; returns them in slot order.
+/// `strength` is the flow time sampling starts from: 1 = pure noise, below 1
+/// starts from the cross-fade guess noised to that level (fewer steps needed,
+/// and the result stays close to the footage).
 pub(crate) fn sample_window(
     model: &Model,
     slots: &[WindowSlot<'_>],
     (w, h): (usize, usize),
     steps: usize,
+    strength: f32,
     seed: u64,
 ) -> Result<Vec<Frame>> {
     let dev = model.device();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let known: Vec<Option<Tensor>> =
+        slots.iter().map(|s| s.frame.map(|f| frame_to_tensor(f, dev)).transpose()).collect::<candle_core::Result<_>>()?;
     let mut frames = Vec::with_capacity(slots.len());
-    for s in slots {
-        frames.push(match s.frame {
-            Some(f) => frame_to_tensor(f, dev)?,
-            None => noise(&mut rng, h, w, dev)?,
+    for i in 0..slots.len() {
+        frames.push(match &known[i] {
+            Some(t) => t.clone(),
+            None => {
+                let n = noise(&mut rng, h, w, dev)?;
+                if strength >= 1.0 {
+                    n
+                } else {
+                    // Start part-way: x_s = (1 - s) * guess + s * noise.
+                    let g = guess(slots, &known, i)?;
+                    ((g * (1.0 - strength) as f64)? + (n * strength as f64)?)?
+                }
+            }
         });
     }
     let t_len = slots.len();
@@ -76,8 +110,8 @@ pub(crate) fn sample_window(
     let mask_f = mask.to_dtype(DType::F32)?;
 
     for i in 0..steps {
-        let t_cur = 1.0 - i as f32 / steps as f32;
-        let t_next = 1.0 - (i + 1) as f32 / steps as f32;
+        let t_cur = strength * (1.0 - i as f32 / steps as f32);
+        let t_next = strength * (1.0 - (i + 1) as f32 / steps as f32);
         let tvals: Vec<f32> = unknown.iter().map(|&u| if u == 1 { t_cur } else { 0.0 }).collect();
         let t = Tensor::from_vec(tvals, (1, t_len), dev)?;
         let v = model.forward(&WindowBatch { x: &x, t: &t, known: &known, tpos: &tpos }, Mode::Inference)?;
