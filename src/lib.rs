@@ -13,6 +13,8 @@ pub mod error;
 pub mod eval;
 pub mod frame;
 pub mod model;
+#[cfg(feature = "ffmpeg")]
+pub mod pipeline;
 pub mod runtime;
 pub mod tasks;
 pub mod train;

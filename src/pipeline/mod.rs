@@ -1,0 +1,876 @@
+//! The ffmpeg pipeline: read any video FFmpeg reads, find the holes in its
+//! timeline, fill them (or regenerate a range, or replace frozen frames),
+//! extend a clip or animate a still, and write the result.
+//!
+//! * Streams through: frames are decoded, written and dropped as they go;
+//!   only the model's context (a few frames on each side of a gap) and the
+//!   encoder's own look-ahead are held, whatever the clip's length.
+//! * Frames that were present are encoded from the decoded originals (never
+//!   through RGB): with a lossless codec (`ffv1`) they decode byte-identical.
+//!   Only generated frames are converted from the model's RGB with swscale.
+//! * Audio and every other stream are copied as packets.
+//! * The output is written to a temporary file next to it and renamed only
+//!   when everything succeeded: a failure never leaves a partial file.
+//!
+//! Positions are frame numbers on the stream's grid: the first frame is 0 and
+//! a frame at time `t` after it is at `round(t * rate)`, the stream's rate
+//! being its `r_frame_rate`.
+
+mod convert;
+mod input;
+mod output;
+mod progress;
+pub mod timeline;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next as ff;
+use ff::util::frame::Video;
+
+use crate::analysis::{is_duplicate, scene_score};
+use crate::error::WeftError;
+use crate::frame::Frame;
+use crate::model::Model;
+use crate::tasks::{GenerateOptions, Plan, run_plan};
+use crate::Direction;
+
+use convert::{Colour, Converter};
+use input::{Decoded, Event, Reader};
+use output::{VideoSpec, Writer};
+pub use progress::{Progress, Report};
+pub use timeline::{FrameRange, Gap, Grid, Ratio};
+
+/// Errors of the pipeline. Each names the file or argument at fault and
+/// prints as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {reason}", path.display())]
+    Input { path: PathBuf, reason: String },
+    #[error("{}: {reason}", path.display())]
+    Output { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Args(String),
+    #[error(transparent)]
+    Weft(#[from] WeftError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Initialises FFmpeg once (and keeps its own log quiet: problems are
+/// reported by weft, once, in its own words).
+pub(crate) fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ff::init();
+        ff::util::log::set_level(ff::util::log::Level::Fatal);
+    });
+}
+
+/// How the output is encoded.
+#[derive(Clone, Debug, Default)]
+pub struct OutputOptions {
+    /// Video encoder (`libx264`, `ffv1`, `h264`, `vp9`, ...); `None`: libx264
+    /// for .mp4/.mkv/.mov, else the container's default.
+    pub codec: Option<String>,
+    /// Constant rate factor for encoders that have one (libx264 default 18).
+    pub crf: Option<u32>,
+    /// Encoder preset for libx264/libx265 (default `medium`).
+    pub preset: Option<String>,
+    /// Replace an existing output file.
+    pub overwrite: bool,
+}
+
+/// The default `--scene-threshold`: [`scene_score`] above this is a cut.
+pub const DEFAULT_SCENE_THRESHOLD: f64 = 0.25;
+
+/// Width at which `gaps` scores every pair of frames for scene cuts.
+const SCAN_WIDTH: u32 = 160;
+
+// ---------------------------------------------------------------- gaps
+
+/// A scene cut: `frame` starts a new scene.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SceneCut {
+    pub frame: i64,
+    pub time: f64,
+    pub score: f64,
+}
+
+/// A hole in the timeline.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GapInfo {
+    /// First missing frame position.
+    pub start: i64,
+    /// Number of missing frames.
+    pub count: i64,
+    /// Time of the first missing frame, seconds from the first frame.
+    pub time: f64,
+    /// Whether a scene cut falls across the gap.
+    pub at_scene_cut: bool,
+}
+
+/// What `gaps` found.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GapsReport {
+    pub file: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    pub pix_fmt: String,
+    /// Frame rate as `num/den`.
+    pub rate: String,
+    pub fps: f64,
+    /// Frames decoded.
+    pub frames: u64,
+    /// Frame slots from the first to the last frame.
+    pub slots: i64,
+    pub duration: f64,
+    pub gaps: Vec<GapInfo>,
+    pub missing: i64,
+    pub scene_cuts: Vec<SceneCut>,
+    /// Places where corrupt data was skipped.
+    pub corrupt: u64,
+}
+
+fn pix_fmt_name(fmt: ff::format::Pixel) -> String {
+    unsafe {
+        let p = ff::ffi::av_get_pix_fmt_name(fmt.into());
+        if p.is_null() { format!("{fmt:?}") } else { std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned() }
+    }
+}
+
+fn scan_size(w: u32, h: u32) -> (u32, u32) {
+    if w <= SCAN_WIDTH {
+        (w, h)
+    } else {
+        (SCAN_WIDTH, ((h as u64 * SCAN_WIDTH as u64 + w as u64 / 2) / w as u64).max(1) as u32)
+    }
+}
+
+/// Reads the video stream of `input` and reports the holes in its timeline
+/// and its scene cuts (`scene_score` above `scene_threshold`).
+pub fn gaps(input: &Path, scene_threshold: f64, progress: &Progress) -> Result<GapsReport> {
+    check_threshold(scene_threshold)?;
+    let mut reader = Reader::open(input, false)?;
+    progress.set_total(reader.estimated_frames());
+    let mut conv = Converter::new();
+    let mut prev: Option<(i64, Frame)> = None;
+    let mut report = GapsReport {
+        file: input.to_path_buf(),
+        width: 0,
+        height: 0,
+        pix_fmt: String::new(),
+        rate: reader.rate.to_string(),
+        fps: reader.rate.as_f64(),
+        frames: 0,
+        slots: 0,
+        duration: 0.0,
+        gaps: Vec::new(),
+        missing: 0,
+        scene_cuts: Vec::new(),
+        corrupt: 0,
+    };
+    while let Some(ev) = reader.next(progress)? {
+        let Event::Frame(Decoded { pos, frame }) = ev else { continue };
+        let grid = reader.grid().expect("set with the first frame");
+        if report.frames == 0 {
+            report.width = frame.width();
+            report.height = frame.height();
+            report.pix_fmt = pix_fmt_name(frame.format());
+        }
+        let (sw, sh) = scan_size(frame.width(), frame.height());
+        let small = conv.rgb_scaled_of(&frame, sw, sh).map_err(|e| input_err(input, e))?;
+        let mut cut = false;
+        if let Some((ppos, p)) = &prev {
+            let score = scene_score(p, &small);
+            if score > scene_threshold {
+                cut = true;
+                report.scene_cuts.push(SceneCut { frame: pos, time: grid.seconds(pos), score });
+            }
+            if pos > ppos + 1 {
+                let g = GapInfo { start: ppos + 1, count: pos - ppos - 1, time: grid.seconds(ppos + 1), at_scene_cut: cut };
+                report.missing += g.count;
+                report.gaps.push(g);
+            }
+        }
+        report.frames += 1;
+        report.slots = pos + 1;
+        prev = Some((pos, small));
+        progress.set_done(report.frames);
+    }
+    reader.finish(progress)?;
+    report.duration = reader.grid().map(|g| g.seconds(report.slots)).unwrap_or(0.0);
+    report.corrupt = reader.corrupt_events();
+    progress.finish();
+    Ok(report)
+}
+
+fn input_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Input { path: path.to_path_buf(), reason: reason.into() }
+}
+
+fn check_threshold(t: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&t) {
+        return Err(Error::Args(format!("scene threshold must be in 0..=1, got {t}")));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- infill
+
+/// Which frames `infill` generates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Select {
+    /// Every hole in the timeline.
+    Gaps,
+    /// The frames in a range (present or not), e.g. damaged ones.
+    Range(FrameRange),
+    /// Frames that repeat the one before (frozen or duplicated), at a mean
+    /// absolute difference of at most `tolerance` 8-bit levels.
+    Dups { tolerance: f64 },
+}
+
+/// Options of [`infill`].
+#[derive(Clone, Debug)]
+pub struct InfillOptions {
+    pub select: Select,
+    /// Longer holes are left as they are (and reported).
+    pub max_gap: Option<i64>,
+    /// A hole across a scene cut is filled by holding the frame before it.
+    pub scene_threshold: f64,
+}
+
+impl Default for InfillOptions {
+    fn default() -> Self {
+        Self { select: Select::Gaps, max_gap: None, scene_threshold: DEFAULT_SCENE_THRESHOLD }
+    }
+}
+
+/// What a job did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    /// Frames decoded from the input.
+    pub frames_in: u64,
+    /// Frames written.
+    pub frames_out: u64,
+    /// Frames the model generated.
+    pub generated: u64,
+    /// Frames filled by repeating the frame before a scene cut.
+    pub held: u64,
+    /// Holes filled.
+    pub filled: Vec<Gap>,
+    /// Holes left as they were (too long, or not selected).
+    pub left: Vec<Gap>,
+    /// Frames of the input dropped on purpose (--range, --dups) and regenerated.
+    pub replaced: u64,
+    /// The video encoder used.
+    pub codec: String,
+}
+
+impl serde::Serialize for Gap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Gap", 2)?;
+        st.serialize_field("start", &self.start)?;
+        st.serialize_field("count", &self.count)?;
+        st.end()
+    }
+}
+
+/// A decoded frame kept for context, with its RGB once needed.
+struct Held {
+    pos: i64,
+    frame: Video,
+    rgb: Option<Frame>,
+}
+
+impl Held {
+    fn rgb(&mut self, conv: &mut Converter, path: &Path) -> Result<&Frame> {
+        if self.rgb.is_none() {
+            self.rgb = Some(conv.rgb_of(&self.frame).map_err(|e| input_err(path, e))?);
+        }
+        Ok(self.rgb.as_ref().expect("set"))
+    }
+}
+
+fn spec_for(frame: &Video, grid: Grid, shift: i64) -> VideoSpec {
+    VideoSpec {
+        width: frame.width(),
+        height: frame.height(),
+        format: frame.format(),
+        colour: Colour::of(frame),
+        aspect: frame.aspect_ratio(),
+        grid,
+        shift,
+    }
+}
+
+/// Streams frames to the writer; runs model plans into it.
+struct Job<'a> {
+    input: &'a Path,
+    output: &'a Path,
+    model: &'a Model,
+    genopts: &'a GenerateOptions,
+    out_opts: &'a OutputOptions,
+    progress: &'a Progress,
+    reader: Reader,
+    writer: Option<Writer>,
+    /// Packets read before the writer existed.
+    pending: Vec<ff::Packet>,
+    conv: Converter,
+    shift: i64,
+    summary: Summary,
+}
+
+impl<'a> Job<'a> {
+    /// The next decoded frame; copies other streams' packets on the way.
+    fn next_frame(&mut self) -> Result<Option<Decoded>> {
+        loop {
+            match self.reader.next(self.progress)? {
+                None => return Ok(None),
+                Some(Event::Packet(p)) => match &mut self.writer {
+                    Some(w) => w.write_packet(p)?,
+                    None => self.pending.push(p),
+                },
+                Some(Event::Frame(d)) => {
+                    if self.writer.is_none() {
+                        let grid = self.reader.grid().expect("set with the first frame");
+                        let spec = spec_for(&d.frame, grid, self.shift);
+                        let mut w = Writer::create(
+                            self.output,
+                            self.out_opts,
+                            &spec,
+                            Some((&self.reader.ictx, self.reader.video)),
+                            self.progress,
+                        )?;
+                        for p in self.pending.drain(..) {
+                            w.write_packet(p)?;
+                        }
+                        self.summary.codec = w.codec_name.clone();
+                        self.writer = Some(w);
+                    }
+                    self.summary.frames_in += 1;
+                    return Ok(Some(d));
+                }
+            }
+        }
+    }
+
+    fn write_original(&mut self, pos: i64, frame: &Video) -> Result<()> {
+        let w = self.writer.as_mut().expect("created with the first frame");
+        w.write_original(pos, frame, self.progress)?;
+        self.progress.set_done(w.frames);
+        Ok(())
+    }
+
+    /// Runs `plan`, writing generated frames in position order. Forward
+    /// runs arrive in order; otherwise they are gathered first.
+    fn generate(&mut self, plan: &Plan<'_>, in_order: bool) -> Result<()> {
+        let mut sink_err = None;
+        let mut gathered = BTreeMap::new();
+        let writer = self.writer.as_mut().expect("created with the first frame");
+        let progress = self.progress;
+        let mut count = 0u64;
+        let r = run_plan(self.model, plan, self.genopts, |pos, f| {
+            count += 1;
+            if !in_order {
+                gathered.insert(pos, f);
+                return Ok(());
+            }
+            match writer.write_rgb(pos, &f) {
+                Ok(()) => {
+                    progress.set_done(writer.frames);
+                    Ok(())
+                }
+                Err(e) => {
+                    sink_err = Some(e);
+                    Err(WeftError::BadPlan("output failed".into()))
+                }
+            }
+        });
+        if let Some(e) = sink_err {
+            return Err(e);
+        }
+        r?;
+        for (pos, f) in gathered {
+            writer.write_rgb(pos, &f)?;
+            progress.set_done(writer.frames);
+        }
+        self.summary.generated += count;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Summary> {
+        self.reader.finish(self.progress)?;
+        let w = self.writer.take().expect("a frame was decoded");
+        self.summary.frames_out = w.frames;
+        w.finish()?;
+        self.progress.finish();
+        Ok(self.summary)
+    }
+}
+
+/// Up to `k` frames from `frames` (nearest first) that are not separated
+/// from the gap by a scene cut.
+fn same_scene<'f>(frames: &[(i64, &'f Frame)], threshold: f64) -> Vec<(i64, &'f Frame)> {
+    let mut out: Vec<(i64, &Frame)> = Vec::new();
+    for &(p, f) in frames {
+        if let Some(&(_, last)) = out.last()
+            && scene_score(last, f) > threshold
+        {
+            break;
+        }
+        out.push((p, f));
+    }
+    out
+}
+
+/// Fills the holes of `input` (or regenerates selected frames) and writes
+/// `output`. Present frames are encoded from the decoded originals.
+pub fn infill(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    opts: &InfillOptions,
+    out_opts: &OutputOptions,
+    genopts: &GenerateOptions,
+    progress: &Progress,
+) -> Result<Summary> {
+    check_threshold(opts.scene_threshold)?;
+    if opts.max_gap.is_some_and(|m| m < 1) {
+        return Err(Error::Args("--max-gap must be at least 1".into()));
+    }
+    if let Select::Dups { tolerance } = opts.select
+        && !(0.0..=255.0).contains(&tolerance)
+    {
+        return Err(Error::Args(format!("duplicate tolerance must be in 0..=255, got {tolerance}")));
+    }
+    output::check_output_path(output, out_opts.overwrite)?;
+    let reader = Reader::open(input, true)?;
+    let range = match &opts.select {
+        Select::Range(r) => Some(r.positions(reader.rate)?),
+        _ => None,
+    };
+    progress.set_total(reader.estimated_frames());
+    let k = genopts.context.max(1);
+    let mut job = Job {
+        input,
+        output,
+        model,
+        genopts,
+        out_opts,
+        progress,
+        reader,
+        writer: None,
+        pending: Vec::new(),
+        conv: Converter::new(),
+        shift: 0,
+        summary: Summary::default(),
+    };
+    let mut marked: BTreeSet<i64> = BTreeSet::new();
+    let mut queue: VecDeque<Held> = VecDeque::new();
+    let mut history: VecDeque<Held> = VecDeque::new();
+    let mut prev_rgb: Option<Frame> = None;
+    let mut dup_conv = Converter::new();
+    let mut eof = false;
+    loop {
+        while !eof && queue.len() < k + 1 {
+            let Some(d) = job.next_frame()? else {
+                eof = true;
+                break;
+            };
+            let mut rgb = None;
+            let drop = match &opts.select {
+                Select::Gaps => false,
+                Select::Range(_) => {
+                    let (a, b) = range.expect("resolved");
+                    (a..b).contains(&d.pos)
+                }
+                Select::Dups { tolerance } => {
+                    let this = dup_conv.rgb_of(&d.frame).map_err(|e| input_err(input, e))?;
+                    let dup = prev_rgb.as_ref().is_some_and(|p| is_duplicate(p, &this, *tolerance));
+                    prev_rgb = Some(this.clone());
+                    rgb = Some(this);
+                    dup
+                }
+            };
+            if drop {
+                marked.insert(d.pos);
+                job.summary.replaced += 1;
+            } else {
+                queue.push_back(Held { pos: d.pos, frame: d.frame, rgb });
+            }
+        }
+        let Some(mut item) = queue.pop_front() else { break };
+        let hole_start = match history.back() {
+            Some(h) => h.pos + 1,
+            // Selected frames at the very start: a hole before the first kept frame.
+            None => marked.first().copied().filter(|&m| m < item.pos).unwrap_or(item.pos),
+        };
+        if item.pos > hole_start {
+            let gap = Gap { start: hole_start, count: item.pos - hole_start };
+            fill_gap(&mut job, opts, &marked, gap, &mut history, &mut item, &mut queue, k)?;
+        }
+        marked = marked.split_off(&item.pos);
+        job.write_original(item.pos, &item.frame)?;
+        history.push_back(item);
+        if history.len() > k {
+            history.pop_front();
+        }
+    }
+    // Selected frames at the very end: generate forward from the last kept frame.
+    if let (Some(&last_marked), Some(last)) = (marked.last(), history.back().map(|h| h.pos))
+        && last_marked > last
+    {
+        let gap = Gap { start: last + 1, count: last_marked - last };
+        let before: Vec<(i64, Frame)> = history
+            .iter_mut()
+            .map(|h| { let p = h.pos; h.rgb(&mut job.conv, input).map(|f| (p, f.clone())) })
+            .collect::<Result<_>>()?;
+        let refs: Vec<(i64, &Frame)> = before.iter().rev().map(|(p, f)| (*p, f)).collect();
+        let ctx = same_scene(&refs, opts.scene_threshold);
+        let mut plan = Plan::new();
+        for (p, f) in &ctx {
+            plan = plan.known(*p, f);
+        }
+        for p in gap.start..gap.end() {
+            plan = plan.generate(p);
+        }
+        job.generate(&plan, true)?;
+        job.summary.filled.push(gap);
+        progress.note(&format!("regenerated {} frame(s) at the end from {}", gap.count, gap.start));
+    }
+    if job.writer.is_none() {
+        // No frame at all: let the reader name the problem.
+        job.reader.finish(progress)?;
+        return Err(input_err(input, "the video stream has no frames"));
+    }
+    job.finish()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn fill_gap(
+    job: &mut Job<'_>,
+    opts: &InfillOptions,
+    marked: &BTreeSet<i64>,
+    gap: Gap,
+    history: &mut VecDeque<Held>,
+    item: &mut Held,
+    queue: &mut VecDeque<Held>,
+    k: usize,
+) -> Result<()> {
+    let grid = job.reader.grid().expect("a frame was decoded");
+    let at = grid.seconds(gap.start);
+    let selected = match opts.select {
+        Select::Gaps => true,
+        _ => marked.range(gap.start..gap.end()).next().is_some(),
+    };
+    if !selected {
+        job.summary.left.push(gap);
+        return Ok(());
+    }
+    if let Some(m) = opts.max_gap
+        && gap.count > m
+    {
+        job.progress.note(&format!(
+            "gap of {} frame(s) at {at:.2} s (frame {}) is longer than --max-gap {m}: left as it is",
+            gap.count, gap.start
+        ));
+        job.summary.left.push(gap);
+        return Ok(());
+    }
+    let input = job.input;
+    // Context after the hole: the next frame and those contiguous with it.
+    let mut after_rgb: Vec<(i64, Frame)> = vec![(item.pos, item.rgb(&mut job.conv, input)?.clone())];
+    for q in queue.iter_mut() {
+        if after_rgb.len() >= k || q.pos != after_rgb.last().expect("non-empty").0 + 1 {
+            break;
+        }
+        after_rgb.push((q.pos, q.rgb(&mut job.conv, input)?.clone()));
+    }
+    let mut before_rgb: Vec<(i64, Frame)> = Vec::new();
+    for h in history.iter_mut().rev() {
+        before_rgb.push((h.pos, h.rgb(&mut job.conv, input)?.clone()));
+    }
+    let before_refs: Vec<(i64, &Frame)> = before_rgb.iter().map(|(p, f)| (*p, f)).collect();
+    let after_refs: Vec<(i64, &Frame)> = after_rgb.iter().map(|(p, f)| (*p, f)).collect();
+
+    if let Some(&(_, last)) = before_refs.first() {
+        let score = scene_score(last, after_refs[0].1);
+        if score > opts.scene_threshold {
+            job.progress.note(&format!(
+                "gap of {} frame(s) at {at:.2} s (frame {}) is at a scene cut (score {score:.2}): held the frame before it",
+                gap.count, gap.start
+            ));
+            let held = history.back().expect("before context").frame.clone();
+            for p in gap.start..gap.end() {
+                job.write_original(p, &held)?;
+            }
+            job.summary.held += gap.count as u64;
+            job.summary.filled.push(gap);
+            return Ok(());
+        }
+    }
+    let before = same_scene(&before_refs, opts.scene_threshold);
+    let after = same_scene(&after_refs, opts.scene_threshold);
+    let mut plan = Plan::new();
+    for (p, f) in before.iter().chain(after.iter()) {
+        plan = plan.known(*p, f);
+    }
+    for p in gap.start..gap.end() {
+        plan = plan.generate(p);
+    }
+    // With frames before, runs are generated (and written) in order.
+    job.generate(&plan, !before.is_empty())?;
+    job.summary.filled.push(gap);
+    Ok(())
+}
+
+// ---------------------------------------------------------------- extend
+
+/// Writes `input` with `n` generated frames after it (or before it). The
+/// other streams are copied as they are; with `Backward` they are delayed by
+/// the added frames so they stay in sync with the original frames.
+#[allow(clippy::too_many_arguments)]
+pub fn extend(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    n: usize,
+    direction: Direction,
+    out_opts: &OutputOptions,
+    genopts: &GenerateOptions,
+    progress: &Progress,
+) -> Result<Summary> {
+    if n == 0 {
+        return Err(Error::Args("extend needs at least one frame to add".into()));
+    }
+    output::check_output_path(output, out_opts.overwrite)?;
+    let reader = Reader::open(input, true)?;
+    progress.set_total(reader.estimated_frames().map(|e| e + n as u64));
+    let k = genopts.context.max(1);
+    let shift = if direction == Direction::Backward { n as i64 } else { 0 };
+    let mut job = Job {
+        input,
+        output,
+        model,
+        genopts,
+        out_opts,
+        progress,
+        reader,
+        writer: None,
+        pending: Vec::new(),
+        conv: Converter::new(),
+        shift,
+        summary: Summary::default(),
+    };
+    let mut history: VecDeque<Held> = VecDeque::new();
+    let mut last: Option<i64> = None;
+    if direction == Direction::Backward {
+        // The first k contiguous frames condition the frames before them.
+        let mut first: Vec<Held> = Vec::new();
+        while first.len() < k {
+            let Some(d) = job.next_frame()? else { break };
+            let contiguous = first.last().is_none_or(|l| d.pos == l.pos + 1);
+            first.push(Held { pos: d.pos, frame: d.frame, rgb: None });
+            if !contiguous {
+                break;
+            }
+        }
+        if first.is_empty() {
+            job.reader.finish(progress)?;
+            return Err(input_err(input, "the video stream has no frames"));
+        }
+        let start = first[0].pos;
+        let n_ctx = first.windows(2).take_while(|w| w[1].pos == w[0].pos + 1).count() + 1;
+        let rgbs: Vec<(i64, Frame)> = first[..n_ctx]
+            .iter_mut()
+            .map(|h| { let p = h.pos; h.rgb(&mut job.conv, input).map(|f| (p, f.clone())) })
+            .collect::<Result<_>>()?;
+        let refs: Vec<(i64, &Frame)> = rgbs.iter().map(|(p, f)| (*p, f)).collect();
+        let mut plan = Plan::new();
+        for (p, f) in same_scene(&refs, f64::INFINITY) {
+            plan = plan.known(p, f);
+        }
+        for p in start - n as i64..start {
+            plan = plan.generate(p);
+        }
+        job.generate(&plan, false)?;
+        for h in first {
+            job.write_original(h.pos, &h.frame)?;
+            last = Some(h.pos);
+        }
+    }
+    while let Some(d) = job.next_frame()? {
+        if let Some(l) = last
+            && d.pos > l + 1
+        {
+            job.summary.left.push(Gap { start: l + 1, count: d.pos - l - 1 });
+        }
+        job.write_original(d.pos, &d.frame)?;
+        last = Some(d.pos);
+        history.push_back(Held { pos: d.pos, frame: d.frame, rgb: None });
+        if history.len() > k {
+            history.pop_front();
+        }
+    }
+    if job.writer.is_none() {
+        job.reader.finish(progress)?;
+        return Err(input_err(input, "the video stream has no frames"));
+    }
+    if direction == Direction::Forward {
+        // Check the input before spending time on the model.
+        job.reader.finish(progress)?;
+        let last = last.expect("a frame was written");
+        let rgbs: Vec<(i64, Frame)> = history
+            .iter_mut()
+            .rev()
+            .map(|h| { let p = h.pos; h.rgb(&mut job.conv, input).map(|f| (p, f.clone())) })
+            .collect::<Result<_>>()?;
+        let mut plan = Plan::new();
+        for (p, f) in &rgbs {
+            plan = plan.known(*p, f);
+        }
+        for p in last + 1..=last + n as i64 {
+            plan = plan.generate(p);
+        }
+        job.generate(&plan, true)?;
+    }
+    if !job.summary.left.is_empty() {
+        let missing: i64 = job.summary.left.iter().map(|g| g.count).sum();
+        progress.note(&format!(
+            "the input has {} gap(s) ({missing} frame(s) missing), kept as they are (`weft infill` fills them)",
+            job.summary.left.len()
+        ));
+    }
+    job.finish()
+}
+
+// ---------------------------------------------------------------- animate
+
+/// Writes a clip of `n` frames at `fps` whose first frame is `image` (any
+/// still FFmpeg reads; the first frame of a video).
+#[allow(clippy::too_many_arguments)]
+pub fn animate(
+    model: &Model,
+    image: &Path,
+    output: &Path,
+    n: usize,
+    fps: Ratio,
+    out_opts: &OutputOptions,
+    genopts: &GenerateOptions,
+    progress: &Progress,
+) -> Result<Summary> {
+    if n == 0 {
+        return Err(Error::Args("animate needs at least one frame".into()));
+    }
+    if fps.num <= 0 || fps.as_f64() > 1000.0 {
+        return Err(Error::Args(format!("frame rate must be in (0, 1000], got {fps}")));
+    }
+    output::check_output_path(output, out_opts.overwrite)?;
+    let mut reader = Reader::open(image, false)?;
+    let first = loop {
+        match reader.next(progress)? {
+            Some(Event::Frame(d)) => break d.frame,
+            Some(Event::Packet(_)) => continue,
+            None => {
+                reader.finish(progress)?;
+                return Err(input_err(image, "no picture could be decoded"));
+            }
+        }
+    };
+    progress.set_total(Some(n as u64));
+    let grid = output::fresh_grid(fps);
+    let mut conv = Converter::new();
+    let still = conv.rgb_of(&first).map_err(|e| input_err(image, e))?;
+    let mut writer = Writer::create(output, out_opts, &spec_for(&first, grid, 0), None, progress)?;
+    writer.write_original(0, &first, progress)?;
+    progress.set_done(writer.frames);
+    let mut sink_err = None;
+    let mut generated = 0;
+    let r = run_plan(model, &Plan::animate(&still, n), genopts, |pos, f| match writer.write_rgb(pos, &f) {
+        Ok(()) => {
+            generated += 1;
+            progress.set_done(writer.frames);
+            Ok(())
+        }
+        Err(e) => {
+            sink_err = Some(e);
+            Err(WeftError::BadPlan("output failed".into()))
+        }
+    });
+    if let Some(e) = sink_err {
+        return Err(e);
+    }
+    r?;
+    let summary = Summary {
+        frames_in: 1,
+        frames_out: writer.frames,
+        generated,
+        codec: writer.codec_name.clone(),
+        ..Default::default()
+    };
+    writer.finish()?;
+    progress.finish();
+    Ok(summary)
+}
+
+/// Frames in `seconds` at `rate` (at least 1).
+pub fn frames_for_seconds(seconds: f64, rate: Ratio) -> Result<usize> {
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(Error::Args(format!("--seconds must be positive, got {seconds}")));
+    }
+    Ok(((seconds * rate.as_f64()).round() as usize).max(1))
+}
+
+/// The frame rate of `input`'s video stream (for `--seconds`).
+pub fn frame_rate(input: &Path) -> Result<Ratio> {
+    Ok(Reader::open(input, false)?.rate)
+}
+
+/// Parses a frame rate: `25`, `29.97`, `30000/1001`.
+pub fn parse_rate(s: &str) -> Result<Ratio> {
+    let bad = || Error::Args(format!("frame rate `{s}`: expected a number like 25, 29.97 or 30000/1001"));
+    let r = if let Some((a, b)) = s.split_once('/') {
+        Ratio::new(a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?).ok_or_else(bad)?
+    } else {
+        let v: f64 = s.trim().parse().map_err(|_| bad())?;
+        if !v.is_finite() {
+            return Err(bad());
+        }
+        let den = 1000;
+        Ratio::new((v * den as f64).round() as i64, den).ok_or_else(bad)?
+    };
+    if r.num <= 0 || r.as_f64() > 1000.0 {
+        return Err(bad());
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("25").unwrap().as_f64(), 25.0);
+        assert_eq!(parse_rate("30000/1001").unwrap(), Ratio { num: 30000, den: 1001 });
+        assert!((parse_rate("29.97").unwrap().as_f64() - 29.97).abs() < 1e-9);
+        for bad in ["0", "-5", "abc", "1/0", "5000", "nan"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(frames_for_seconds(2.0, parse_rate("25").unwrap()).unwrap(), 50);
+        assert!(frames_for_seconds(0.0, parse_rate("25").unwrap()).is_err());
+    }
+
+    #[test]
+    fn scene_context_stops_at_a_cut() {
+        let a = Frame::filled(8, 8, [10, 10, 10]).unwrap();
+        let b = Frame::filled(8, 8, [12, 10, 10]).unwrap();
+        let c = Frame::filled(8, 8, [250, 240, 5]).unwrap();
+        let v = vec![(5, &a), (4, &b), (3, &c)];
+        let kept = same_scene(&v, DEFAULT_SCENE_THRESHOLD);
+        assert_eq!(kept.iter().map(|x| x.0).collect::<Vec<_>>(), vec![5, 4]);
+        assert_eq!(same_scene(&v, f64::INFINITY).len(), 3);
+    }
+}

@@ -1,0 +1,507 @@
+//! Encoding and muxing: one encoded video stream plus every other input
+//! stream copied as packets, written to a temporary file next to the output
+//! and renamed over it only when everything succeeded.
+
+use std::path::{Path, PathBuf};
+
+use ffmpeg_next as ff;
+use ff::codec;
+use ff::format::Pixel;
+use ff::format::context::{Input as FormatInput, Output as FormatOutput};
+use ff::media;
+use ff::util::frame::Video;
+use ff::{Dictionary, Rational};
+
+use super::convert::{Colour, Converter, is_rgb, supported};
+use super::input::describe;
+use super::timeline::{Grid, Ratio};
+use super::{Error, OutputOptions, Progress};
+use crate::frame::Frame;
+
+/// What the encoded video stream looks like.
+pub(crate) struct VideoSpec {
+    pub width: u32,
+    pub height: u32,
+    pub format: Pixel,
+    pub colour: Colour,
+    pub aspect: Rational,
+    /// Output timestamps: position `p` is written at `grid.ts_of(p + shift)`.
+    pub grid: Grid,
+    pub shift: i64,
+}
+
+/// Removes the temporary file when dropped (after the muxer closed it).
+struct TmpFile(PathBuf);
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub(crate) struct Writer {
+    out: PathBuf,
+    tmp: TmpFile,
+    overwrite: bool,
+    octx: Option<FormatOutput>,
+    encoder: ff::encoder::Video,
+    enc_tb: Rational,
+    ost_video: usize,
+    ost_video_tb: Rational,
+    format: Pixel,
+    width: u32,
+    height: u32,
+    colour: Colour,
+    grid: Grid,
+    shift: i64,
+    /// Input stream index -> (output stream index, input tb, output tb, offset in input tb).
+    map: Vec<Option<(usize, Rational, Rational, i64)>>,
+    rgb_conv: Converter,
+    orig_conv: Converter,
+    warned_resize: bool,
+    last_pos: Option<i64>,
+    pub frames: u64,
+    pub codec_name: String,
+}
+
+fn out_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Output { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Checks that `out` may be written (before any work is done).
+pub(crate) fn check_output_path(out: &Path, overwrite: bool) -> Result<(), Error> {
+    if out.as_os_str().is_empty() {
+        return Err(Error::Args("the output path is empty".into()));
+    }
+    if out.is_dir() {
+        return Err(out_err(out, "is a directory"));
+    }
+    if out.exists() && !overwrite {
+        return Err(out_err(out, "already exists (use --overwrite to replace it)"));
+    }
+    let parent = parent_of(out);
+    if !parent.is_dir() {
+        return Err(out_err(out, format!("cannot write: the directory {} does not exist", parent.display())));
+    }
+    guess_format(out)?;
+    Ok(())
+}
+
+fn parent_of(out: &Path) -> PathBuf {
+    match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The muxer FFmpeg picks for the output's file name.
+fn guess_format(out: &Path) -> Result<String, Error> {
+    let name = std::ffi::CString::new(out.to_string_lossy().as_bytes())
+        .map_err(|_| Error::Args("the output path contains a NUL byte".into()))?;
+    let fmt = unsafe { ff::ffi::av_guess_format(std::ptr::null(), name.as_ptr(), std::ptr::null()) };
+    if fmt.is_null() {
+        let ext = out.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
+        return Err(out_err(
+            out,
+            if ext.is_empty() {
+                "has no file extension to tell the container from (use e.g. .mp4 or .mkv)".into()
+            } else {
+                format!("unknown container extension .{ext} (use e.g. .mp4 or .mkv)")
+            },
+        ));
+    }
+    Ok(unsafe { std::ffi::CStr::from_ptr((*fmt).name) }.to_string_lossy().into_owned())
+}
+
+/// The video encoder for `--codec NAME` or, without it, for the container.
+fn choose_encoder(out: &Path, octx: &FormatOutput, codec: Option<&str>) -> Result<ff::Codec, Error> {
+    if let Some(name) = codec {
+        let name = match name.to_ascii_lowercase().as_str() {
+            "h264" | "x264" | "avc" => "libx264".to_string(),
+            "h265" | "hevc" | "x265" => "libx265".to_string(),
+            "vp9" => "libvpx-vp9".to_string(),
+            "av1" => "libaom-av1".to_string(),
+            other => other.to_string(),
+        };
+        let enc = ff::encoder::find_by_name(&name)
+            .ok_or_else(|| Error::Args(format!("--codec {name}: no such video encoder in this FFmpeg")))?;
+        if !enc.is_video() {
+            return Err(Error::Args(format!("--codec {name}: not a video encoder")));
+        }
+        return Ok(enc);
+    }
+    let ext = out.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    if matches!(ext.as_str(), "mp4" | "mkv" | "mov" | "m4v" | "ts" | "flv" | "3gp")
+        && let Some(x264) = ff::encoder::find_by_name("libx264")
+    {
+        return Ok(x264);
+    }
+    let id = octx.format().codec(out, media::Type::Video);
+    ff::encoder::find(id)
+        .filter(|c| c.is_video())
+        .ok_or_else(|| out_err(out, format!("no video encoder for the .{ext} container (pass --codec)")))
+}
+
+/// The encoder's pixel format: the source's when the encoder takes it.
+fn choose_format(enc: &ff::Codec, src: Pixel, w: u32, h: u32) -> Pixel {
+    let formats: Vec<Pixel> = enc
+        .video()
+        .ok()
+        .and_then(|v| v.formats().map(|f| f.collect::<Vec<_>>()))
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| supported(*f).1)
+        .collect();
+    if formats.is_empty() || formats.contains(&src) {
+        return src;
+    }
+    let h26x = matches!(enc.id(), codec::Id::H264 | codec::Id::HEVC);
+    if h26x && w.is_multiple_of(2) && h.is_multiple_of(2) && formats.contains(&Pixel::YUV420P) {
+        return Pixel::YUV420P;
+    }
+    let mut list: Vec<ff::ffi::AVPixelFormat> = formats.iter().map(|f| (*f).into()).collect();
+    list.push(ff::ffi::AVPixelFormat::AV_PIX_FMT_NONE);
+    let mut loss = 0;
+    let best = unsafe { ff::ffi::avcodec_find_best_pix_fmt_of_list(list.as_ptr(), src.into(), 0, &mut loss) };
+    Pixel::from(best)
+}
+
+/// Copies stream side data (rotation, HDR metadata, ...), except `skip`.
+unsafe fn copy_side_data(from: *const ff::ffi::AVStream, to: *mut ff::ffi::AVStream, skip: &[ff::ffi::AVPacketSideDataType]) {
+    unsafe {
+        for i in 0..(*from).nb_side_data as usize {
+            let sd = &*(*from).side_data.add(i);
+            if skip.contains(&sd.type_) || sd.data.is_null() {
+                continue;
+            }
+            let dst = ff::ffi::av_stream_new_side_data(to, sd.type_, sd.size as _);
+            if !dst.is_null() {
+                std::ptr::copy_nonoverlapping(sd.data, dst, sd.size);
+            }
+        }
+    }
+}
+
+fn without_encoder_tag(d: ff::DictionaryRef<'_>) -> Dictionary<'static> {
+    let mut out = Dictionary::new();
+    for (k, v) in d.iter() {
+        if !k.eq_ignore_ascii_case("encoder") {
+            out.set(k, v);
+        }
+    }
+    out
+}
+
+impl Writer {
+    /// Creates the temporary output, the encoder and the copied streams, and
+    /// writes the header. `input`: the input and its video stream index, whose
+    /// other streams are copied and whose metadata is kept.
+    pub fn create(
+        out: &Path,
+        opts: &OutputOptions,
+        spec: &VideoSpec,
+        input: Option<(&FormatInput, usize)>,
+        progress: &Progress,
+    ) -> Result<Self, Error> {
+        super::init();
+        check_output_path(out, opts.overwrite)?;
+        let fmt_name = guess_format(out)?;
+        let file_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let tmp = parent_of(out).join(format!(".{file_name}.weft-{}.part", std::process::id()));
+        let octx = ff::format::output_as(&tmp, &fmt_name)
+            .map_err(|e| out_err(out, format!("cannot write: {}", describe(e))))?;
+        // Declared after `octx`'s file exists, dropped after it: an error from
+        // here on removes the temporary file.
+        let tmp = TmpFile(tmp);
+        let octx = octx;
+        let enc_codec = choose_encoder(out, &octx, opts.codec.as_deref())?;
+        let supported_by_container = unsafe {
+            ff::ffi::avformat_query_codec(octx.format().as_ptr(), enc_codec.id().into(), ff::ffi::FF_COMPLIANCE_NORMAL)
+        };
+        if supported_by_container == 0 {
+            return Err(Error::Args(format!(
+                "the {fmt_name} container of {} cannot hold {} video (pick another --codec or extension, e.g. .mkv)",
+                out.display(),
+                enc_codec.name()
+            )));
+        }
+        let format = choose_format(&enc_codec, spec.format, spec.width, spec.height);
+        if !supported(format).1 {
+            return Err(Error::Input {
+                path: PathBuf::from(out),
+                reason: format!("unsupported pixel format {format:?}"),
+            });
+        }
+        if format != spec.format {
+            progress.note(&format!(
+                "{} cannot encode {:?}: encoding {:?} instead",
+                enc_codec.name(),
+                spec.format,
+                format
+            ));
+        }
+        let colour = if is_rgb(spec.format) && !is_rgb(format) { Colour::for_rgb_source(spec.height) } else { spec.colour };
+        let enc_tb = Rational::new(spec.grid.time_base.num as i32, spec.grid.time_base.den as i32);
+        let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+
+        // The encoder.
+        let mut ctx = codec::context::Context::new_with_codec(enc_codec);
+        ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Frame, count: 0, ..Default::default() });
+        let mut enc = ctx.encoder().video().map_err(|e| out_err(out, format!("encoder: {}", describe(e))))?;
+        enc.set_width(spec.width);
+        enc.set_height(spec.height);
+        enc.set_format(format);
+        enc.set_time_base(enc_tb);
+        enc.set_frame_rate(Some(Rational::new(spec.grid.rate.num as i32, spec.grid.rate.den as i32)));
+        if spec.aspect.numerator() > 0 {
+            enc.set_aspect_ratio(spec.aspect);
+        }
+        enc.set_colorspace(colour.space);
+        enc.set_color_range(colour.range);
+        enc.set_color_primaries(colour.primaries);
+        enc.set_color_transfer_characteristic(colour.transfer);
+        if global_header {
+            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let mut dict = Dictionary::new();
+        let name = enc_codec.name().to_string();
+        match name.as_str() {
+            "libx264" | "libx265" => {
+                dict.set("crf", &opts.crf.unwrap_or(18).to_string());
+                dict.set("preset", opts.preset.as_deref().unwrap_or("medium"));
+            }
+            "libvpx-vp9" | "libvpx" | "libaom-av1" => {
+                dict.set("crf", &opts.crf.unwrap_or(30).to_string());
+                dict.set("b", "0");
+            }
+            "ffv1" => {
+                if opts.crf.is_some() {
+                    progress.note("--crf is ignored for ffv1 (lossless)");
+                }
+                dict.set("level", "3");
+                dict.set("slicecrc", "1");
+            }
+            _ => {
+                if let Some(crf) = opts.crf {
+                    dict.set("crf", &crf.to_string());
+                }
+            }
+        }
+        let encoder = enc.open_with(dict).map_err(|e| out_err(out, format!("cannot open the {name} encoder: {}", describe(e))))?;
+
+        let mut w = Writer {
+            out: out.to_path_buf(),
+            tmp,
+            overwrite: opts.overwrite,
+            octx: Some(octx),
+            encoder,
+            enc_tb,
+            ost_video: 0,
+            ost_video_tb: enc_tb,
+            format,
+            width: spec.width,
+            height: spec.height,
+            colour,
+            grid: spec.grid,
+            shift: spec.shift,
+            map: Vec::new(),
+            rgb_conv: Converter::new(),
+            orig_conv: Converter::new(),
+            warned_resize: false,
+            last_pos: None,
+            frames: 0,
+            codec_name: name,
+        };
+        let octx = w.octx.as_mut().expect("open");
+
+        // Streams, in the input's order.
+        let add_video = |octx: &mut FormatOutput, encoder: &ff::encoder::Video| -> Result<usize, Error> {
+            let mut ost = octx.add_stream(enc_codec).map_err(|e| out_err(out, format!("video stream: {}", describe(e))))?;
+            ost.set_parameters(encoder);
+            ost.set_time_base(enc_tb);
+            ost.set_avg_frame_rate(Rational::new(spec.grid.rate.num as i32, spec.grid.rate.den as i32));
+            unsafe {
+                (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
+            }
+            Ok(ost.index())
+        };
+        match input {
+            None => w.ost_video = add_video(octx, &w.encoder)?,
+            Some((ictx, video)) => {
+                octx.set_metadata(without_encoder_tag(ictx.metadata()));
+                let frame_dur_secs = spec.grid.frame_duration() as f64 * spec.grid.time_base.as_f64();
+                for ist in ictx.streams() {
+                    let i = ist.index();
+                    w.map.push(None);
+                    if i == video {
+                        let o = add_video(octx, &w.encoder)?;
+                        let mut ost = octx.stream_mut(o).expect("added");
+                        ost.set_metadata(without_encoder_tag(ist.metadata()));
+                        unsafe {
+                            copy_side_data(ist.as_ptr(), ost.as_mut_ptr(), &[ff::ffi::AVPacketSideDataType::AV_PKT_DATA_CPB_PROPERTIES]);
+                            (*ost.as_mut_ptr()).disposition = (*ist.as_ptr()).disposition;
+                        }
+                        w.ost_video = o;
+                        continue;
+                    }
+                    let params = ist.parameters();
+                    let kind = params.medium();
+                    let label = format!("stream #{i} ({kind:?} {:?})", params.id());
+                    if !matches!(kind, media::Type::Audio | media::Type::Subtitle | media::Type::Video) {
+                        progress.warn(&format!("{}: not copied: {label} cannot be copied as packets", out.display()));
+                        continue;
+                    }
+                    let ok = unsafe {
+                        ff::ffi::avformat_query_codec(octx.format().as_ptr(), params.id().into(), ff::ffi::FF_COMPLIANCE_NORMAL)
+                    };
+                    if ok == 0 {
+                        progress.warn(&format!("{}: not copied: the {fmt_name} container cannot hold {label}", out.display()));
+                        continue;
+                    }
+                    let mut ost = octx.add_stream(ff::encoder::find(codec::Id::None)).map_err(|e| out_err(out, describe(e)))?;
+                    ost.set_parameters(params);
+                    ost.set_time_base(ist.time_base());
+                    ost.set_metadata(without_encoder_tag(ist.metadata()));
+                    unsafe {
+                        (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
+                        (*ost.as_mut_ptr()).disposition = (*ist.as_ptr()).disposition;
+                        copy_side_data(ist.as_ptr(), ost.as_mut_ptr(), &[]);
+                    }
+                    let itb = ist.time_base();
+                    let offset = (spec.shift as f64 * frame_dur_secs * itb.denominator() as f64 / itb.numerator() as f64).round() as i64;
+                    let o = ost.index();
+                    w.map[i] = Some((o, itb, itb, offset));
+                }
+            }
+        }
+        octx.write_header().map_err(|e| out_err(out, format!("cannot write the header: {}", describe(e))))?;
+        w.ost_video_tb = octx.stream(w.ost_video).expect("video").time_base();
+        for m in w.map.iter_mut().flatten() {
+            m.2 = octx.stream(m.0).expect("mapped").time_base();
+        }
+        Ok(w)
+    }
+
+    /// Output timestamp of a grid position.
+    fn pts_of(&self, pos: i64) -> i64 {
+        self.grid.ts_of(pos + self.shift)
+    }
+
+    fn check_order(&mut self, pos: i64) -> Result<(), Error> {
+        if self.last_pos.is_some_and(|l| pos <= l) {
+            return Err(out_err(&self.out, format!("internal error: frame position {pos} written out of order")));
+        }
+        self.last_pos = Some(pos);
+        Ok(())
+    }
+
+    /// Encodes a decoded original frame unchanged at grid position `pos`
+    /// (converted only when the encoder cannot take its format or size).
+    pub fn write_original(&mut self, pos: i64, frame: &Video, progress: &Progress) -> Result<(), Error> {
+        self.check_order(pos)?;
+        let mut f = if frame.format() == self.format && frame.width() == self.width && frame.height() == self.height {
+            // A new reference to the same buffers: the pixels are not touched.
+            unsafe { Video::wrap(ff::ffi::av_frame_clone(frame.as_ptr())) }
+        } else {
+            if (frame.width(), frame.height()) != (self.width, self.height) && !self.warned_resize {
+                self.warned_resize = true;
+                progress.warn(&format!(
+                    "the video changes size mid-stream ({}x{} -> {}x{}): scaling to {}x{}",
+                    self.width, self.height, frame.width(), frame.height(), self.width, self.height
+                ));
+            }
+            self.orig_conv
+                .convert(frame, self.format, self.width, self.height, &self.colour)
+                .map_err(|e| out_err(&self.out, e))?
+        };
+        self.encode(pos, &mut f)
+    }
+
+    /// Encodes a generated RGB frame at grid position `pos`.
+    pub fn write_rgb(&mut self, pos: i64, frame: &Frame) -> Result<(), Error> {
+        self.check_order(pos)?;
+        let mut f = self.rgb_conv.from_rgb_frame(frame, self.format, &self.colour).map_err(|e| out_err(&self.out, e))?;
+        if (f.width(), f.height()) != (self.width, self.height) {
+            f = self.orig_conv.convert(&f, self.format, self.width, self.height, &self.colour).map_err(|e| out_err(&self.out, e))?;
+        }
+        self.encode(pos, &mut f)
+    }
+
+    fn encode(&mut self, pos: i64, f: &mut Video) -> Result<(), Error> {
+        f.set_pts(Some(self.pts_of(pos)));
+        f.set_kind(ff::picture::Type::None);
+        self.encoder.send_frame(f).map_err(|e| out_err(&self.out, format!("encoding failed: {}", describe(e))))?;
+        self.frames += 1;
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Result<(), Error> {
+        let dur = self.grid.frame_duration();
+        loop {
+            let mut pkt = ff::Packet::empty();
+            match self.encoder.receive_packet(&mut pkt) {
+                Ok(()) => {
+                    pkt.set_stream(self.ost_video);
+                    if pkt.duration() == 0 {
+                        pkt.set_duration(dur);
+                    }
+                    pkt.rescale_ts(self.enc_tb, self.ost_video_tb);
+                    let octx = self.octx.as_mut().expect("open");
+                    pkt.write_interleaved(octx).map_err(|e| out_err(&self.out, format!("cannot write: {}", describe(e))))?;
+                }
+                Err(ff::Error::Eof) => return Ok(()),
+                Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
+                Err(e) => return Err(out_err(&self.out, format!("encoding failed: {}", describe(e)))),
+            }
+        }
+    }
+
+    /// Copies a packet of another input stream (dropped when not mapped).
+    pub fn write_packet(&mut self, mut pkt: ff::Packet) -> Result<(), Error> {
+        let Some(Some((o, itb, otb, offset))) = self.map.get(pkt.stream()).copied() else { return Ok(()) };
+        if offset != 0 {
+            pkt.set_pts(pkt.pts().map(|t| t + offset));
+            pkt.set_dts(pkt.dts().map(|t| t + offset));
+        }
+        pkt.rescale_ts(itb, otb);
+        pkt.set_position(-1);
+        pkt.set_stream(o);
+        let octx = self.octx.as_mut().expect("open");
+        pkt.write_interleaved(octx).map_err(|e| out_err(&self.out, format!("cannot write: {}", describe(e))))
+    }
+
+    /// Flushes the encoder, finishes the file and moves it to its name.
+    pub fn finish(mut self) -> Result<(), Error> {
+        self.encoder.send_eof().map_err(|e| out_err(&self.out, format!("encoding failed: {}", describe(e))))?;
+        self.drain()?;
+        let mut octx = self.octx.take().expect("open");
+        octx.write_trailer().map_err(|e| out_err(&self.out, format!("cannot finish the file: {}", describe(e))))?;
+        drop(octx); // closes the file
+        if self.overwrite {
+            std::fs::rename(&self.tmp.0, &self.out).map_err(|e| out_err(&self.out, format!("cannot move the finished file into place: {e}")))?;
+        } else {
+            // A hard link fails if OUT appeared meanwhile: never clobber it.
+            match std::fs::hard_link(&self.tmp.0, &self.out) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(out_err(&self.out, "already exists (use --overwrite to replace it)"));
+                }
+                Err(_) => std::fs::rename(&self.tmp.0, &self.out)
+                    .map_err(|e| out_err(&self.out, format!("cannot move the finished file into place: {e}")))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Close the muxer's file before `tmp` (a field, dropped after this) removes it.
+        drop(self.octx.take());
+    }
+}
+
+/// Output grid for a clip made from scratch at `rate`: time base 1/rate.
+pub(crate) fn fresh_grid(rate: Ratio) -> Grid {
+    Grid { t0: 0, time_base: Ratio::new(rate.den, rate.num).expect("rate > 0"), rate }
+}
