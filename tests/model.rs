@@ -10,7 +10,7 @@ fn batch_tensors(b: usize, t: usize, h: usize, w: usize) -> (Tensor, Tensor, Ten
     let dev = Device::Cpu;
     let x = Tensor::randn(0f32, 1.0, (b, t, 3, h, w), &dev).unwrap();
     let tt = Tensor::from_vec((0..b * t).map(|i| (i % 3) as f32 / 2.0).collect::<Vec<_>>(), (b, t), &dev).unwrap();
-    let known = Tensor::from_vec((0..b * t).map(|i| (i % 2) as u32).collect::<Vec<_>>(), (b, t), &dev).unwrap();
+    let known = Tensor::from_vec((0..b * t).map(|i| ((i % t) % 2) as u32).collect::<Vec<_>>(), (b, t), &dev).unwrap();
     let tpos = Tensor::from_vec((0..b * t).map(|i| (i % t) as f32 - 1.5).collect::<Vec<_>>(), (b, t), &dev).unwrap();
     (x, tt, known, tpos)
 }
@@ -56,17 +56,50 @@ fn output_depends_on_context_positions_and_flags() {
     let (x, tt, k, p) = batch_tensors(1, 4, 16, 16);
     let base = forward(&m, &x, &tt, &k, &p, Mode::Inference);
     let differs = |y: Tensor| (y - &base).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-5;
-    // Other content in frame 0 changes frame 3's prediction (attention across time).
-    let x2 = Tensor::cat(&[x.narrow(1, 0, 1).unwrap().affine(-1.0, 0.3).unwrap(), x.narrow(1, 1, 3).unwrap()], 1).unwrap();
+    // known = [0, 1, 0, 1]. Other content in known frame 1 changes the
+    // prediction for frame 2 (attention across time)...
+    let x2 = Tensor::cat(&[x.narrow(1, 0, 1).unwrap(), x.narrow(1, 1, 1).unwrap().affine(-1.0, 0.3).unwrap(), x.narrow(1, 2, 2).unwrap()], 1).unwrap();
     let y = forward(&m, &x2, &tt, &k, &p, Mode::Inference);
-    let d3 = (y.narrow(1, 3, 1).unwrap() - base.narrow(1, 3, 1).unwrap()).unwrap();
-    assert!(d3.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-5, "frame 3 ignores frame 0");
+    let d2 = (y.narrow(1, 2, 1).unwrap() - base.narrow(1, 2, 1).unwrap()).unwrap();
+    assert!(d2.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-5, "frame 2 ignores frame 1");
+    // ...but other content in a frame being generated never changes the known
+    // frames' pass (their tokens attend only to known tokens).
+    let x3 = Tensor::cat(&[x.narrow(1, 0, 1).unwrap().affine(-1.0, 0.3).unwrap(), x.narrow(1, 1, 3).unwrap()], 1).unwrap();
+    let y = forward(&m, &x3, &tt, &k, &p, Mode::Inference);
+    for known_slot in [1, 3] {
+        let d = (y.narrow(1, known_slot, 1).unwrap() - base.narrow(1, known_slot, 1).unwrap()).unwrap();
+        assert_eq!(d.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+    }
     // Time positions matter.
     let p2 = (p.clone() * 3.0).unwrap();
     assert!(differs(forward(&m, &x, &tt, &k, &p2, Mode::Inference)));
     // Known flags matter.
     let k2 = (Tensor::ones_like(&k).unwrap() - &k).unwrap();
     assert!(differs(forward(&m, &x, &tt, &k2, &p, Mode::Inference)));
+}
+
+#[test]
+fn cached_known_context_matches_the_full_window() {
+    let m = tiny_model(12);
+    let (x, tt, k, p) = batch_tensors(1, 5, 20, 28); // known = [0, 1, 0, 1, 0]
+    let full = forward(&m, &x, &tt, &k, &p, Mode::Inference);
+    let pick = |t: &Tensor, ix: &[u32]| t.index_select(&Tensor::new(ix, &Device::Cpu).unwrap(), 1).unwrap();
+    let ctx = m.encode_known(&pick(&x, &[1, 3]), &pick(&p, &[1, 3])).unwrap();
+    let generated = m.forward_generating(&ctx, &pick(&x, &[0, 2, 4]), &pick(&tt, &[0, 2, 4]), &pick(&p, &[0, 2, 4])).unwrap();
+    let d = (generated - pick(&full, &[0, 2, 4])).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(d < 1e-4, "cached path differs by {d}");
+    // A context of another size is refused.
+    let small = Tensor::zeros((1, 2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+    assert!(m.forward_generating(&ctx, &small, &pick(&tt, &[0, 2]), &pick(&p, &[0, 2])).is_err());
+}
+
+#[test]
+fn batches_with_unequal_known_counts_are_refused() {
+    let m = tiny_model(13);
+    let (x, tt, _, p) = batch_tensors(2, 3, 8, 8);
+    let k = Tensor::new(&[[1u32, 0, 0], [1, 1, 0]], &Device::Cpu).unwrap();
+    let err = m.forward(&WindowBatch { x: &x, t: &tt, known: &k, tpos: &p }, Mode::Inference).unwrap_err();
+    assert!(err.to_string().contains("same number of known"), "{err}");
 }
 
 #[test]

@@ -141,37 +141,52 @@ impl WindowAttention {
     }
 
     /// `x`: `[Nw, L, C]` windows of tokens; `cos`/`sin`: `[Nw, L, hd/2]`.
+    /// With `context` (keys and values of the known frames' tokens of the same
+    /// windows, `[Nw, H, Lk, hd]`), the queries attend to the context and to
+    /// `x`; without, to `x` alone. Returns the output and this call's own
+    /// (rotated) keys and values, which the known-frame pass hands to the
+    /// pass over the frames being generated.
     /// Windows are processed in chunks so that the attention scores never
     /// exceed `max_scores` floats at once.
-    pub fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mode: Mode, max_scores: usize) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        context: Option<&(Tensor, Tensor)>,
+        mode: Mode,
+        max_scores: usize,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (nw, l, c) = x.dims3()?;
         let hd = c / self.heads;
         let qkv = linear(x, &self.qkv)?
             .reshape((nw, l, 3, self.heads, hd))?
             .permute([2, 0, 3, 1, 4])?
             .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let cos = cos.unsqueeze(1)?;
-        let sin = sin.unsqueeze(1)?;
+        let (cos, sin) = (cos.unsqueeze(1)?, sin.unsqueeze(1)?);
+        let q = rope(&qkv.get(0)?, &cos, &sin)?;
+        let k = rope(&qkv.get(1)?, &cos, &sin)?;
+        let v = qkv.get(2)?.contiguous()?;
+        let (keys, values) = match context {
+            Some((ck, cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
+            None => (k.clone(), v.clone()),
+        };
+        let lk = keys.dim(2)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let per_window = self.heads * l * l;
+        let per_window = self.heads * l * lk;
         let chunk = (max_scores / per_window.max(1)).clamp(1, nw);
         let mut outs = Vec::with_capacity(nw.div_ceil(chunk));
         let mut start = 0;
         while start < nw {
             let n = chunk.min(nw - start);
-            let (cs, sn) = (cos.narrow(0, start, n)?, sin.narrow(0, start, n)?);
-            let qc = rope(&q.narrow(0, start, n)?, &cs, &sn)?;
-            let kc = rope(&k.narrow(0, start, n)?, &cs, &sn)?;
-            let vc = v.narrow(0, start, n)?;
-            let att = (qc.matmul(&kc.t()?)? * scale)?;
+            let att = (q.narrow(0, start, n)?.matmul(&keys.narrow(0, start, n)?.t()?)? * scale)?;
             let att = softmax(&att, mode)?;
-            outs.push(att.matmul(&vc.contiguous()?)?);
+            outs.push(att.matmul(&values.narrow(0, start, n)?)?);
             start += n;
         }
         let o = if outs.len() == 1 { outs.pop().unwrap() } else { Tensor::cat(&outs, 0)? };
         let o = o.transpose(1, 2)?.reshape((nw, l, c))?;
-        linear(&o, &self.proj)
+        Ok((linear(&o, &self.proj)?, (k, v)))
     }
 }
 
@@ -200,7 +215,10 @@ impl Block {
     }
 
     /// `x`: `[B, T, Hg, Wg, C]`; `cond`: `[B, T, C]` (already through SiLU);
-    /// `cos`/`sin`: window-partitioned rotary tables for this block's shift.
+    /// `cos`/`sin`: window-partitioned rotary tables for this block's shift;
+    /// `context`: keys/values of the known frames (see [`WindowAttention`]).
+    /// Returns the block output and its attention keys/values.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &Tensor,
@@ -208,9 +226,10 @@ impl Block {
         win: &Windows,
         cos: &Tensor,
         sin: &Tensor,
+        context: Option<&(Tensor, Tensor)>,
         mode: Mode,
         max_scores: usize,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
         let (b, t, hg, wg, c) = x.dims5()?;
         let m = linear(cond, &self.ada)?.reshape((b, t, 1, 1, 6 * c))?;
         let part = |i: usize| m.narrow(D::Minus1, i * c, c);
@@ -218,12 +237,12 @@ impl Block {
 
         let h = modulate(&self.norm.forward(x, mode)?, &sh1, &sc1)?;
         let h = win.partition(&h)?;
-        let h = self.attn.forward(&h, cos, sin, mode, max_scores)?;
+        let (h, kv) = self.attn.forward(&h, cos, sin, context, mode, max_scores)?;
         let h = win.merge(&h, b, t, hg, wg)?;
         let x = (x + h.broadcast_mul(&g1)?)?;
 
         let h = modulate(&self.norm.forward(&x, mode)?, &sh2, &sc2)?;
         let h = linear(&linear(&h, &self.fc1)?.silu()?, &self.fc2)?;
-        x + h.broadcast_mul(&g2)?
+        Ok(((x + h.broadcast_mul(&g2)?)?, kv))
     }
 }

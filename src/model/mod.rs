@@ -26,6 +26,13 @@
 //!   patches directly, which per-location temporal attention cannot. In
 //!   inference the windows are processed in chunks so that attention scores
 //!   stay under a fixed budget whatever the frame size.
+//! * Known frames are a pass of their own: their tokens attend only to known
+//!   tokens, so they never depend on the noisy frames, and the frames being
+//!   generated attend to the known tokens' keys and values plus their own.
+//!   The known pass is the same at every sampling step, so the sampler runs it
+//!   once per window ([`Model::encode_known`]) and each step costs only the
+//!   frames being generated ([`Model::forward_generating`]): for a one-frame
+//!   gap with four context frames, a fifth of a whole-window pass.
 //! * A final modulated layer maps tokens back to patch pixels: the predicted
 //!   flow velocity `v = noise - clean` (rectified flow).
 
@@ -119,7 +126,8 @@ pub struct WindowBatch<'a> {
     /// `[B, T, 3, H, W]` f32 in [-1, 1]: clean pixels for known slots, the
     /// current noisy state for slots being generated.
     pub x: &'a Tensor,
-    /// `[B, T]` f32 flow time of each slot: 0 = clean, 1 = pure noise.
+    /// `[B, T]` f32 flow time of each slot: 0 = clean, 1 = pure noise (known
+    /// slots are taken as 0).
     pub t: &'a Tensor,
     /// `[B, T]` u32: 1 for a known slot, 0 for a slot being generated.
     pub known: &'a Tensor,
@@ -254,18 +262,130 @@ impl Model {
     }
 
     /// Predicts the flow velocity for every slot of a window: `[B, T, 3, H, W]`.
+    ///
+    /// Known slots are run as their own pass (their tokens attend only to
+    /// known tokens, so they never depend on the noisy frames); the slots
+    /// being generated attend to the known tokens' keys/values and to each
+    /// other. Every sample of a batch must have the same number of known slots.
     pub fn forward(&self, batch: &WindowBatch<'_>, mode: Mode) -> Result<Tensor> {
-        Ok(self.forward_impl(batch, mode)?)
+        let (b, t, _, _, _) = batch.x.dims5()?;
+        let flags: Vec<Vec<u32>> = batch.known.to_dtype(DType::U32)?.to_vec2()?;
+        let known_idx: Vec<Vec<u32>> =
+            flags.iter().map(|f| (0..t as u32).filter(|&i| f[i as usize] != 0).collect()).collect();
+        let unknown_idx: Vec<Vec<u32>> =
+            flags.iter().map(|f| (0..t as u32).filter(|&i| f[i as usize] == 0).collect()).collect();
+        let tk = known_idx[0].len();
+        if known_idx.iter().any(|k| k.len() != tk) {
+            return Err(WeftError::BadPlan("every sample of a batch needs the same number of known slots".into()));
+        }
+        let pick = |src: &Tensor, idx: &[Vec<u32>]| -> candle_core::Result<Tensor> {
+            let parts = idx
+                .iter()
+                .enumerate()
+                .map(|(i, ix)| {
+                    let ix = Tensor::from_vec(ix.clone(), ix.len(), src.device())?;
+                    src.get(i)?.index_select(&ix, 0)
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::stack(&parts, 0)
+        };
+        let mut outputs = Vec::new();
+        let mut order: Vec<Vec<u32>> = vec![Vec::new(); b];
+        let mut context = None;
+        for (idx, is_known) in [(&known_idx, true), (&unknown_idx, false)] {
+            if idx[0].is_empty() {
+                continue;
+            }
+            let x = pick(batch.x, idx)?;
+            // Known slots are clean: their flow time is 0 whatever `t` says.
+            let tt = if is_known { pick(batch.t, idx)?.zeros_like()? } else { pick(batch.t, idx)? };
+            let kk = pick(batch.known, idx)?;
+            let tp = pick(batch.tpos, idx)?;
+            let (v, kvs) = self.pass(&x, &tt, &kk, &tp, if is_known { None } else { context.as_deref() }, mode)?;
+            if is_known {
+                context = Some(kvs);
+            }
+            outputs.push(v);
+            for (o, ix) in order.iter_mut().zip(idx.iter()) {
+                o.extend_from_slice(ix);
+            }
+        }
+        let all = if outputs.len() == 1 { outputs.pop().unwrap() } else { Tensor::cat(&outputs, 1)? };
+        // Back to slot order: position i of the output holds slot order[i].
+        let inverse: Vec<Vec<u32>> = order
+            .iter()
+            .map(|o| {
+                let mut inv = vec![0u32; t];
+                for (i, &slot) in o.iter().enumerate() {
+                    inv[slot as usize] = i as u32;
+                }
+                inv
+            })
+            .collect();
+        Ok(pick(&all, &inverse)?)
     }
 
-    fn forward_impl(&self, batch: &WindowBatch<'_>, mode: Mode) -> candle_core::Result<Tensor> {
+    /// Runs the known frames of a window once (inference): their keys and
+    /// values in every block, for [`Model::forward_generating`]. `x`:
+    /// `[B, Tk, 3, H, W]` clean frames, `tpos`: `[B, Tk]`.
+    pub fn encode_known(&self, x: &Tensor, tpos: &Tensor) -> Result<KnownContext> {
+        let (b, tk, _, h, w) = x.dims5()?;
+        let t = Tensor::zeros((b, tk), DType::F32, &self.device)?;
+        let known = Tensor::ones((b, tk), DType::U32, &self.device)?;
+        let (_, kvs) = self.pass_impl(x, &t, &known, tpos, None, Mode::Inference, false)?;
+        Ok(KnownContext { kvs, size: (b, h, w) })
+    }
+
+    /// Velocity of the frames being generated, `[B, Tu, 3, H, W]`, given the
+    /// known frames' context (inference). Equal to the matching slots of
+    /// [`Model::forward`] on the whole window, at a cost that depends only on
+    /// the frames being generated.
+    pub fn forward_generating(&self, context: &KnownContext, x: &Tensor, t: &Tensor, tpos: &Tensor) -> Result<Tensor> {
+        let (b, tu, _, h, w) = x.dims5()?;
+        if (b, h, w) != context.size {
+            return Err(WeftError::BadPlan(format!(
+                "context was encoded for {:?} (batch, height, width), frames are {:?}",
+                context.size,
+                (b, h, w)
+            )));
+        }
+        let known = Tensor::zeros((b, tu), DType::U32, &self.device)?;
+        Ok(self.pass_impl(x, t, &known, tpos, Some(&context.kvs), Mode::Inference, true)?.0)
+    }
+
+    fn pass(
+        &self,
+        x: &Tensor,
+        t: &Tensor,
+        known: &Tensor,
+        tpos: &Tensor,
+        context: Option<&[(Tensor, Tensor)]>,
+        mode: Mode,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        Ok(self.pass_impl(x, t, known, tpos, context, mode, true)?)
+    }
+
+    /// One pass over a group of frames (all known, or all being generated
+    /// with `context`). Returns the velocity (when `head`) and every block's
+    /// keys/values.
+    #[allow(clippy::too_many_arguments)]
+    fn pass_impl(
+        &self,
+        x: &Tensor,
+        t_flow: &Tensor,
+        known: &Tensor,
+        tpos: &Tensor,
+        context: Option<&[(Tensor, Tensor)]>,
+        mode: Mode,
+        head: bool,
+    ) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let cfg = &self.cfg;
         let net = match mode {
             Mode::Train => &self.net,
             Mode::Inference => &self.infer,
         };
         let dev = &self.device;
-        let (b, t, ch, h, w) = batch.x.dims5()?;
+        let (b, t, ch, h, w) = x.dims5()?;
         if ch != 3 {
             candle_core::bail!("expected 3 colour channels, got {ch}");
         }
@@ -277,7 +397,7 @@ impl Model {
         let (wy, wx) = (cfg.window.min(gh), cfg.window.min(gw));
         let (hg, wg) = (gh.div_ceil(wy) * wy, gw.div_ceil(wx) * wx);
         let (hp, wp) = (hg * p, wg * p);
-        let mut x = batch.x.clone();
+        let mut x = x.clone();
         if hp > h {
             x = x.pad_with_same(3, 0, hp - h)?;
         }
@@ -293,13 +413,13 @@ impl Model {
         let mut x = linear(&x, &net.patch_embed)?;
 
         // Per-frame conditioning.
-        let temb = timestep_features(batch.t, cfg.time_freq_dim)?;
+        let temb = timestep_features(t_flow, cfg.time_freq_dim)?;
         let temb = linear(&linear(&temb, &net.t_fc1)?.silu()?, &net.t_fc2)?;
-        let kemb = net.known_embed.index_select(&batch.known.flatten_all()?, 0)?.reshape((b, t, c))?;
+        let kemb = net.known_embed.index_select(&known.to_dtype(DType::U32)?.flatten_all()?, 0)?.reshape((b, t, c))?;
         let cond = (temb + kemb)?.silu()?;
 
         // Rotary tables, partitioned once per window geometry.
-        let (cos, sin) = rope_tables(cfg, batch.tpos, hg, wg, dev)?;
+        let (cos, sin) = rope_tables(cfg, tpos, hg, wg, dev)?;
         let plain = Windows { wy, wx, sy: 0, sx: 0 };
         let shifted = Windows {
             wy,
@@ -318,13 +438,20 @@ impl Model {
             Mode::Train => usize::MAX,
         };
 
-        for block in &net.blocks {
+        let mut kvs = Vec::with_capacity(net.blocks.len());
+        for (i, block) in net.blocks.iter().enumerate() {
             let (win, (cs, sn)) = if block.shifted {
                 (&shifted, tables_shift.as_ref().expect("built above"))
             } else {
                 (&plain, &tables_plain)
             };
-            x = block.forward(&x, &cond, win, cs, sn, mode, max_scores)?;
+            let ctx = context.map(|c| &c[i]);
+            let (nx, kv) = block.forward(&x, &cond, win, cs, sn, ctx, mode, max_scores)?;
+            x = nx;
+            kvs.push(kv);
+        }
+        if !head {
+            return Ok((x, kvs));
         }
 
         // Final modulated projection back to patch pixels.
@@ -336,8 +463,15 @@ impl Model {
             .reshape(&[b, t, hg, wg, 3, p, p][..])?
             .permute([0, 1, 4, 2, 5, 3, 6])?
             .reshape((b, t, 3, hp, wp))?;
-        x.narrow(3, 0, h)?.narrow(4, 0, w)?.contiguous()
+        Ok((x.narrow(3, 0, h)?.narrow(4, 0, w)?.contiguous()?, kvs))
     }
+}
+
+/// The known frames of a window, run once through every block: their
+/// attention keys and values, reused at every sampling step.
+pub struct KnownContext {
+    kvs: Vec<(Tensor, Tensor)>,
+    size: (usize, usize, usize),
 }
 
 /// Sinusoidal features of the flow time (scaled to 0..1000): `[B, T, dim]`.

@@ -11,7 +11,7 @@ use rand_distr::Distribution;
 
 use crate::error::Result;
 use crate::frame::Frame;
-use crate::model::{Mode, Model, WindowBatch};
+use crate::model::Model;
 
 /// One slot of a model window: its time position and, if known, its frame.
 pub(crate) struct WindowSlot<'f> {
@@ -84,48 +84,48 @@ pub(crate) fn sample_window(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let known: Vec<Option<Tensor>> =
         slots.iter().map(|s| s.frame.map(|f| frame_to_tensor(f, dev)).transpose()).collect::<candle_core::Result<_>>()?;
-    let mut frames = Vec::with_capacity(slots.len());
+    // Starting state of each slot to generate, in slot order.
+    let mut start = Vec::new();
     for i in 0..slots.len() {
-        frames.push(match &known[i] {
-            Some(t) => t.clone(),
-            None => {
-                let n = noise(&mut rng, h, w, dev)?;
-                if strength >= 1.0 {
-                    n
-                } else {
-                    // Start part-way: x_s = (1 - s) * guess + s * noise.
-                    let g = guess(slots, &known, i)?;
-                    ((g * (1.0 - strength) as f64)? + (n * strength as f64)?)?
-                }
-            }
+        if known[i].is_some() {
+            continue;
+        }
+        let n = noise(&mut rng, h, w, dev)?;
+        start.push(if strength >= 1.0 {
+            n
+        } else {
+            // Start part-way: x_s = (1 - s) * guess + s * noise.
+            let g = guess(slots, &known, i)?;
+            ((g * (1.0 - strength) as f64)? + (n * strength as f64)?)?
         });
     }
-    let t_len = slots.len();
-    let mut x = Tensor::stack(&frames, 0)?.unsqueeze(0)?; // [1, T, 3, H, W]
-    drop(frames);
-    let unknown: Vec<u8> = slots.iter().map(|s| s.frame.is_none() as u8).collect();
-    let known = Tensor::from_vec(slots.iter().map(|s| s.frame.is_some() as u32).collect::<Vec<_>>(), (1, t_len), dev)?;
-    let tpos = Tensor::from_vec(slots.iter().map(|s| s.tpos).collect::<Vec<_>>(), (1, t_len), dev)?;
-    let mask = Tensor::from_vec(unknown.clone(), (1, t_len, 1, 1, 1), dev)?;
-    let mask_f = mask.to_dtype(DType::F32)?;
+    let tu = start.len();
+    let mut x = Tensor::stack(&start, 0)?.unsqueeze(0)?; // [1, Tu, 3, H, W]
+    drop(start);
+    let pos = |want_known: bool| -> Vec<f32> {
+        slots.iter().filter(|s| s.frame.is_some() == want_known).map(|s| s.tpos).collect()
+    };
+    let (tpos_known, tpos_gen) = (pos(true), pos(false));
+    let clean: Vec<Tensor> = known.into_iter().flatten().collect();
+    let context = model.encode_known(
+        &Tensor::stack(&clean, 0)?.unsqueeze(0)?,
+        &Tensor::from_vec(tpos_known.clone(), (1, tpos_known.len()), dev)?,
+    )?;
+    drop(clean);
+    let tpos = Tensor::from_vec(tpos_gen, (1, tu), dev)?;
 
     for i in 0..steps {
         let t_cur = strength * (1.0 - i as f32 / steps as f32);
         let t_next = strength * (1.0 - (i + 1) as f32 / steps as f32);
-        let tvals: Vec<f32> = unknown.iter().map(|&u| if u == 1 { t_cur } else { 0.0 }).collect();
-        let t = Tensor::from_vec(tvals, (1, t_len), dev)?;
-        let v = model.forward(&WindowBatch { x: &x, t: &t, known: &known, tpos: &tpos }, Mode::Inference)?;
-        let step = ((v * (t_next - t_cur) as f64)?.broadcast_mul(&mask_f))?;
-        let updated = (&x + step)?;
-        x = mask.broadcast_as(x.shape())?.where_cond(&updated, &x)?;
+        let t = Tensor::full(t_cur, (1, tu), dev)?;
+        let v = model.forward_generating(&context, &x, &t, &tpos)?;
+        x = (x + (v * (t_next - t_cur) as f64)?)?;
     }
 
     let x = x.squeeze(0)?;
-    let mut out = Vec::new();
-    for (i, s) in slots.iter().enumerate() {
-        if s.frame.is_none() {
-            out.push(tensor_to_frame(&x.get(i)?)?);
-        }
+    let mut out = Vec::with_capacity(tu);
+    for i in 0..tu {
+        out.push(tensor_to_frame(&x.get(i)?)?);
     }
     Ok(out)
 }

@@ -122,6 +122,8 @@ pub fn random_plan(frames: usize, rng: &mut impl Rng) -> Vec<bool> {
 }
 
 /// Flow-matching loss of `model` on clips `[B, T, 3, H, W]` with plans `known`.
+/// Samples are run in groups with the same number of known slots (the model
+/// runs known frames as their own pass).
 pub fn flow_loss(model: &Model, clips: &Tensor, known: &[Vec<bool>], rng: &mut impl Rng) -> Result<Tensor> {
     let dev = model.device();
     let (b, t, c, h, w) = clips.dims5()?;
@@ -135,26 +137,43 @@ pub fn flow_loss(model: &Model, clips: &Tensor, known: &[Vec<bool>], rng: &mut i
             1.0 / (1.0 + (-n).exp())
         })
         .collect();
-    let mut tv = Vec::with_capacity(b * t);
-    let mut kv = Vec::with_capacity(b * t);
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
     for (i, plan) in known.iter().enumerate() {
-        for &k in plan {
-            tv.push(if k { 0.0 } else { times[i] });
-            kv.push(k as u32);
-        }
+        groups.entry(plan.iter().filter(|k| **k).count()).or_default().push(i);
     }
-    let tt = Tensor::from_vec(tv, (b, t), dev)?;
-    let kt = Tensor::from_vec(kv.clone(), (b, t), dev)?;
-    let tw = tt.reshape((b, t, 1, 1, 1))?;
-    let xt = (clips.broadcast_mul(&(1.0 - &tw)?)? + noise.broadcast_mul(&tw)?)?;
-    let tpos = Tensor::arange(0f32, t as f32, dev)?.unsqueeze(0)?.repeat((b, 1))?;
-    let v = model.forward(&WindowBatch { x: &xt, t: &tt, known: &kt, tpos: &tpos }, Mode::Train)?;
-    let target = (noise - clips)?;
-    let mask: Vec<f32> = kv.iter().map(|&k| (k == 0) as u8 as f32).collect();
-    let n_unknown: f32 = mask.iter().sum();
-    let mask = Tensor::from_vec(mask, (b, t, 1, 1, 1), dev)?;
-    let se = (v - target)?.sqr()?.broadcast_mul(&mask)?;
-    Ok((se.sum_all()? / (n_unknown.max(1.0) as f64 * (c * h * w) as f64))?)
+    let mut total: Option<Tensor> = None;
+    let mut n_unknown = 0usize;
+    for members in groups.values() {
+        let idx = Tensor::from_vec(members.iter().map(|&i| i as u32).collect::<Vec<_>>(), members.len(), dev)?;
+        let x0 = clips.index_select(&idx, 0)?;
+        let eps = noise.index_select(&idx, 0)?;
+        let g = members.len();
+        let mut tv = Vec::with_capacity(g * t);
+        let mut kv = Vec::with_capacity(g * t);
+        for &i in members {
+            for &k in &known[i] {
+                tv.push(if k { 0.0 } else { times[i] });
+                kv.push(k as u32);
+            }
+        }
+        let tt = Tensor::from_vec(tv, (g, t), dev)?;
+        let kt = Tensor::from_vec(kv.clone(), (g, t), dev)?;
+        let tw = tt.reshape((g, t, 1, 1, 1))?;
+        let xt = (x0.broadcast_mul(&(1.0 - &tw)?)? + eps.broadcast_mul(&tw)?)?;
+        let tpos = Tensor::arange(0f32, t as f32, dev)?.unsqueeze(0)?.repeat((g, 1))?;
+        let v = model.forward(&WindowBatch { x: &xt, t: &tt, known: &kt, tpos: &tpos }, Mode::Train)?;
+        let target = (eps - x0)?;
+        let mask: Vec<f32> = kv.iter().map(|&k| (k == 0) as u8 as f32).collect();
+        n_unknown += mask.iter().filter(|m| **m > 0.0).count();
+        let mask = Tensor::from_vec(mask, (g, t, 1, 1, 1), dev)?;
+        let se = (v - target)?.sqr()?.broadcast_mul(&mask)?.sum_all()?;
+        total = Some(match total {
+            Some(acc) => (acc + se)?,
+            None => se,
+        });
+    }
+    let total = total.ok_or_else(|| WeftError::BadOptions("empty batch".into()))?;
+    Ok((total / (n_unknown.max(1) as f64 * (c * h * w) as f64))?)
 }
 
 /// AdamW with decoupled weight decay, state kept in tensors so it can be saved.
