@@ -7,6 +7,27 @@
 //!   generate), the flow-matching sampler and the windowing of long jobs:
 //!   `infill`, `extend` and `animate` are plans over the same code;
 //! * the ffmpeg pipeline and the GStreamer plugin are thin adapters on top.
+//!
+//! ```
+//! use weft::{Config, Direction, Frame, GenerateOptions, Model};
+//! # fn main() -> weft::Result<()> {
+//! // A small untrained model (real code: Model::load(dir) or Model::embedded()).
+//! let model = Model::untrained(&Config::tiny(), 0, &candle_core::Device::Cpu)?;
+//! let a = Frame::filled(32, 24, [200, 40, 40])?;
+//! let b = Frame::filled(32, 24, [40, 40, 200])?;
+//! let opts = GenerateOptions { steps: 2, seed: 7, ..Default::default() };
+//!
+//! let missing = weft::infill(&model, &[a.clone()], &[b.clone()], 3, &opts)?;
+//! assert_eq!(missing.len(), 3);
+//! let more = weft::extend(&model, &[a.clone(), b.clone()], 4, Direction::Forward, &opts)?;
+//! assert_eq!(more.len(), 4);
+//! let clip = weft::animate(&model, &a, 5, &opts)?;
+//! assert_eq!(clip[0], a); // known frames come back unchanged
+//! // Same seed, same output.
+//! assert_eq!(missing, weft::infill(&model, &[a], &[b], 3, &opts)?);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod analysis;
 pub mod error;

@@ -383,7 +383,7 @@ impl<'a> Job<'a> {
                 }
                 Err(e) => {
                     sink_err = Some(e);
-                    Err(WeftError::BadPlan("output failed".into()))
+                    Err(WeftError::Sink("output failed".into()))
                 }
             }
         });
@@ -795,7 +795,7 @@ pub fn animate(
         }
         Err(e) => {
             sink_err = Some(e);
-            Err(WeftError::BadPlan("output failed".into()))
+            Err(WeftError::Sink("output failed".into()))
         }
     });
     if let Some(e) = sink_err {
