@@ -133,6 +133,43 @@ pub fn model_property(s: &ModelSettings, name: &str) -> Option<glib::Value> {
     })
 }
 
+/// The `frames` property of the elements that generate a set number of
+/// frames: at least `minimum`, default `default`; overridden by `duration`.
+pub fn frames_property(blurb: &str, minimum: u32, default: u32) -> glib::ParamSpec {
+    glib::ParamSpecUInt::builder("frames")
+        .nick("Frames")
+        .blurb(blurb)
+        .minimum(minimum)
+        .maximum(100_000)
+        .default_value(default)
+        .mutable_ready()
+        .build()
+}
+
+/// The `duration` property that overrides `frames`: nanoseconds, with
+/// GST_CLOCK_TIME_NONE (the default) for unset.
+pub fn duration_property(blurb: &str) -> glib::ParamSpec {
+    glib::ParamSpecUInt64::builder("duration")
+        .nick("Duration")
+        .blurb(blurb)
+        .minimum(0)
+        .maximum(u64::MAX)
+        .default_value(u64::MAX)
+        .mutable_ready()
+        .build()
+}
+
+/// The value of a [`duration_property`]: `None` when unset.
+pub fn duration_from_value(value: &glib::Value) -> Option<gst::ClockTime> {
+    let ns: u64 = value.get().expect("type checked");
+    (ns != u64::MAX).then(|| gst::ClockTime::from_nseconds(ns))
+}
+
+/// `duration` as the value of a [`duration_property`].
+pub fn duration_to_value(duration: Option<gst::ClockTime>) -> glib::Value {
+    duration.map_or(u64::MAX, |d| d.nseconds()).to_value()
+}
+
 /// The model of an element: checked when the element starts (device, model
 /// directory, or the embedded model), its weights loaded on first use, on the
 /// src task, so a stream that never needs a frame generated never pays for it.
@@ -252,6 +289,30 @@ pub fn frame_duration(info: &gst_video::VideoInfo, buffer: Option<&gst::BufferRe
     } else {
         buffer.and_then(|b| b.duration()).filter(|d| !d.is_zero())
     }
+}
+
+/// Duration of one frame of a stream: from the caps' frame rate, else
+/// `last`, the one its buffers had.
+pub fn stream_frame_duration(
+    info: Option<&gst_video::VideoInfo>,
+    last: Option<gst::ClockTime>,
+) -> Option<gst::ClockTime> {
+    info.and_then(|i| frame_duration(i, None)).or(last)
+}
+
+/// Frames of `dur` to generate: `duration` rounded up to whole frames when
+/// set, else `frames`.
+pub fn frame_count(duration: Option<gst::ClockTime>, frames: u32, dur: gst::ClockTime) -> u64 {
+    match duration {
+        Some(d) => d.nseconds().div_ceil(dur.nseconds()),
+        None => frames as u64,
+    }
+}
+
+/// Latency a fill adds by waiting for its context: all but one of
+/// [`CONTEXT`] frames of `dur` (nothing when the frame duration is unknown).
+pub fn context_latency(dur: Option<gst::ClockTime>) -> gst::ClockTime {
+    dur.unwrap_or(gst::ClockTime::ZERO) * (CONTEXT as u64 - 1)
 }
 
 /// Number of whole frames of `dur` in `span`, rounded to nearest.

@@ -15,6 +15,7 @@ use gst::glib;
 
 mod animate;
 pub mod common;
+mod element;
 mod extend;
 mod infill;
 

@@ -2,14 +2,15 @@
 //! of a clip at `framerate` (the property, else what downstream prefers),
 //! generates the remaining frames on the src task, then sends EOS.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::common::{self, CAT, Engine, FillJob, Item, ModelSettings, Worker};
+use crate::common::{self, CAT, FillJob, Item, ModelSettings};
+use crate::element::{self, Core, WeftElementImpl};
 
 const DEFAULT_FRAMES: u32 = 50;
 const FALLBACK_FPS: gst::Fraction = gst::Fraction::from_integer(25);
@@ -42,21 +43,18 @@ struct State {
 }
 
 pub struct WeftAnimate {
-    sinkpad: gst::Pad,
-    srcpad: gst::Pad,
+    core: Core,
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    engine: Mutex<Option<Engine>>,
-    worker: Arc<Worker>,
 }
 
 impl WeftAnimate {
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        element::lock(&self.state)
     }
 
     fn settings(&self) -> Settings {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        element::lock(&self.settings).clone()
     }
 
     /// The output caps for input `caps`: same format and size, the frame rate
@@ -72,7 +70,7 @@ impl WeftAnimate {
             "framerate",
             gst::FractionRange::new(gst::Fraction::new(1, i32::MAX), gst::Fraction::new(i32::MAX, 1)),
         );
-        let mut peer = self.srcpad.peer_query_caps(Some(&out));
+        let mut peer = self.core.srcpad.peer_query_caps(Some(&out));
         if peer.is_empty() {
             return None;
         }
@@ -95,6 +93,20 @@ impl WeftAnimate {
         let fps = peer.structure(0)?.get::<gst::Fraction>("framerate").ok()?;
         (fps.numer() > 0).then_some(peer)
     }
+}
+
+impl WeftElementImpl for WeftAnimate {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn model_settings(&self) -> ModelSettings {
+        self.settings().model
+    }
+
+    fn reset_state(&self) {
+        *self.lock_state() = State::default();
+    }
 
     fn sink_chain(&self, _pad: &gst::Pad, mut buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self.settings();
@@ -112,10 +124,7 @@ impl WeftAnimate {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ("output caps without a frame rate"));
                 return Err(gst::FlowError::NotNegotiated);
             };
-            let total = match settings.duration {
-                Some(d) => d.nseconds().div_ceil(dur.nseconds()).max(1),
-                None => settings.frames.max(1) as u64,
-            };
+            let total = common::frame_count(settings.duration, settings.frames, dur).max(1);
             st.done = true;
             // Same memory, clip timestamps.
             {
@@ -126,8 +135,7 @@ impl WeftAnimate {
             }
             let mut items = vec![Item::Buffer(buffer.clone())];
             if total > 1 {
-                let model = self.engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|e| e.model.clone());
-                let Some(model) = model else {
+                let Some(model) = self.core.model() else {
                     gst::element_imp_error!(self, gst::CoreError::StateChange, ("no model loaded"));
                     return Err(gst::FlowError::Error);
                 };
@@ -158,7 +166,7 @@ impl WeftAnimate {
             items
         };
         for item in items {
-            self.worker.enqueue(item)?;
+            self.core.worker.enqueue(item)?;
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -168,11 +176,11 @@ impl WeftAnimate {
         gst::log!(CAT, obj = pad, "handling {:?}", event);
         let event = match event.view() {
             EventView::FlushStart(_) => {
-                return common::handle_flush(&self.worker, self.obj().upcast_ref(), &self.srcpad, event);
+                return self.core.handle_flush(self.obj().upcast_ref(), event);
             }
             EventView::FlushStop(_) => {
                 self.lock_state().done = false;
-                return common::handle_flush(&self.worker, self.obj().upcast_ref(), &self.srcpad, event);
+                return self.core.handle_flush(self.obj().upcast_ref(), event);
             }
             EventView::StreamStart(_) => {
                 self.lock_state().done = false;
@@ -221,11 +229,7 @@ impl WeftAnimate {
             }
             _ => event,
         };
-        if event.is_serialized() {
-            self.worker.enqueue(Item::Event(event)).is_ok()
-        } else {
-            self.srcpad.push_event(event)
-        }
+        self.core.forward_event(event)
     }
 
     fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -233,7 +237,7 @@ impl WeftAnimate {
             gst::QueryViewMut::Caps(q) => {
                 // Any input frame rate; the rest as downstream accepts it.
                 let templ = pad.pad_template_caps();
-                let mut peer = self.srcpad.peer_query_caps(None);
+                let mut peer = self.core.srcpad.peer_query_caps(None);
                 {
                     let p = peer.make_mut();
                     for s in p.iter_mut() {
@@ -247,12 +251,7 @@ impl WeftAnimate {
                 q.set_result(&caps);
                 true
             }
-            _ => {
-                if query.is_serialized() {
-                    self.worker.wait_drained();
-                }
-                gst::Pad::query_default(pad, Some(&*self.obj()), query)
-            }
+            _ => self.core.sink_query(self.obj().upcast_ref(), pad, query),
         }
     }
 }
@@ -264,39 +263,11 @@ impl ObjectSubclass for WeftAnimate {
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
-        let templ = klass.pad_template("sink").expect("sink template");
-        let sinkpad = gst::Pad::builder_from_template(&templ)
-            .chain_function(|pad, parent, buffer| {
-                WeftAnimate::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.sink_chain(pad, buffer),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                WeftAnimate::catch_panic_pad_function(parent, || false, |imp| imp.sink_event(pad, event))
-            })
-            .query_function(|pad, parent, query| {
-                WeftAnimate::catch_panic_pad_function(parent, || false, |imp| imp.sink_query(pad, query))
-            })
-            .build();
-        let templ = klass.pad_template("src").expect("src template");
-        let srcpad = gst::Pad::builder_from_template(&templ)
-            .activatemode_function(|pad, parent, mode, active| {
-                WeftAnimate::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::loggable_error!(CAT, "panic activating the src pad")),
-                    |imp| common::activate_src(&imp.worker, imp.obj().upcast_ref(), pad, mode, active),
-                )
-            })
-            .build();
+        // No proxying: the output frame rate is the element's own.
         Self {
-            sinkpad,
-            srcpad,
+            core: Core::new::<Self>(klass, gst::PadFlags::empty()),
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
-            engine: Mutex::new(None),
-            worker: Arc::new(Worker::default()),
         }
     }
 }
@@ -305,26 +276,15 @@ impl ObjectImpl for WeftAnimate {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
             let mut v = common::model_properties();
-            v.push(
-                glib::ParamSpecUInt::builder("frames")
-                    .nick("Frames")
-                    .blurb("Frames in the clip, the still included (ignored when duration is set)")
-                    .minimum(1)
-                    .maximum(100_000)
-                    .default_value(DEFAULT_FRAMES)
-                    .mutable_ready()
-                    .build(),
-            );
-            v.push(
-                glib::ParamSpecUInt64::builder("duration")
-                    .nick("Duration")
-                    .blurb("Length of the clip in nanoseconds, rounded up to whole frames; overrides frames (GST_CLOCK_TIME_NONE = unset: use frames)")
-                    .minimum(0)
-                    .maximum(u64::MAX)
-                    .default_value(u64::MAX)
-                    .mutable_ready()
-                    .build(),
-            );
+            v.push(common::frames_property(
+                "Frames in the clip, the still included (ignored when duration is set)",
+                1,
+                DEFAULT_FRAMES,
+            ));
+            v.push(common::duration_property(
+                "Length of the clip in nanoseconds, rounded up to whole frames; overrides frames \
+                 (GST_CLOCK_TIME_NONE = unset: use frames)",
+            ));
             v.push(
                 gst::ParamSpecFraction::builder("framerate")
                     .nick("Frame rate")
@@ -341,29 +301,26 @@ impl ObjectImpl for WeftAnimate {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = element::lock(&self.settings);
         if common::set_model_property(&mut s.model, pspec.name(), value) {
             return;
         }
         match pspec.name() {
             "frames" => s.frames = value.get().expect("type checked"),
-            "duration" => {
-                let ns: u64 = value.get().expect("type checked");
-                s.duration = (ns != u64::MAX).then(|| gst::ClockTime::from_nseconds(ns));
-            }
+            "duration" => s.duration = common::duration_from_value(value),
             "framerate" => s.framerate = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let s = element::lock(&self.settings);
         if let Some(v) = common::model_property(&s.model, pspec.name()) {
             return v;
         }
         match pspec.name() {
             "frames" => s.frames.to_value(),
-            "duration" => s.duration.map_or(u64::MAX, |d| d.nseconds()).to_value(),
+            "duration" => common::duration_to_value(s.duration),
             "framerate" => s.framerate.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -371,9 +328,7 @@ impl ObjectImpl for WeftAnimate {
 
     fn constructed(&self) {
         self.parent_constructed();
-        let obj = self.obj();
-        obj.add_pad(&self.sinkpad).expect("add sink pad");
-        obj.add_pad(&self.srcpad).expect("add src pad");
+        self.core.add_pads(self.obj().upcast_ref());
     }
 }
 
@@ -395,30 +350,11 @@ impl ElementImpl for WeftAnimate {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = common::video_caps();
-            vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).expect("src"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).expect("sink"),
-            ]
-        });
+        static TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(element::pad_templates);
         TEMPLATES.as_ref()
     }
 
     fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::ReadyToPaused {
-            let settings = self.settings();
-            let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
-            let loaded = common::load_engine(self.obj().upcast_ref(), &settings.model, engine.as_ref())?;
-            *engine = Some(loaded);
-            *self.lock_state() = State::default();
-        }
-        let ret = self.parent_change_state(transition)?;
-        match transition {
-            gst::StateChange::PausedToReady => *self.lock_state() = State::default(),
-            gst::StateChange::ReadyToNull => *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = None,
-            _ => {}
-        }
-        Ok(ret)
+        self.weft_change_state(transition)
     }
 }

@@ -4,7 +4,7 @@
 //! the prepended duration.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use gst::glib;
 use gst::prelude::*;
@@ -12,7 +12,8 @@ use gst::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use super::ExtendDirection;
-use crate::common::{self, CAT, Engine, FillJob, Item, ModelSettings, Worker};
+use crate::common::{self, CAT, FillJob, Item, ModelSettings};
+use crate::element::{self, Core, WeftElementImpl};
 
 const DEFAULT_FRAMES: u32 = 25;
 
@@ -38,10 +39,7 @@ impl Default for Settings {
 impl Settings {
     /// Frames to generate at each extended end.
     fn count(&self, dur: gst::ClockTime) -> u64 {
-        match self.duration {
-            Some(d) => d.nseconds().div_ceil(dur.nseconds()),
-            None => self.frames as u64,
-        }
+        common::frame_count(self.duration, self.frames, dur)
     }
     fn backward(&self) -> bool {
         matches!(self.direction, ExtendDirection::Backward | ExtendDirection::Both)
@@ -65,21 +63,18 @@ struct State {
 }
 
 pub struct WeftExtend {
-    sinkpad: gst::Pad,
-    srcpad: gst::Pad,
+    core: Core,
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    engine: Mutex<Option<Engine>>,
-    worker: Arc<Worker>,
 }
 
 impl WeftExtend {
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        element::lock(&self.state)
     }
 
     fn settings(&self) -> Settings {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        element::lock(&self.settings).clone()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -94,7 +89,7 @@ impl WeftExtend {
         n: u64,
         reason: &'static str,
     ) -> Option<Item> {
-        let model = self.engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|e| e.model.clone())?;
+        let model = self.core.model()?;
         gst::info!(CAT, imp = self, "{}: {} frame(s) at {}", reason, n, start);
         Some(Item::Fill(Box::new(FillJob {
             model,
@@ -109,6 +104,20 @@ impl WeftExtend {
             scene_threshold: None,
             reason,
         })))
+    }
+}
+
+impl WeftElementImpl for WeftExtend {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn model_settings(&self) -> ModelSettings {
+        self.settings().model
+    }
+
+    fn reset_state(&self) {
+        *self.lock_state() = State::default();
     }
 
     fn sink_chain(&self, _pad: &gst::Pad, mut buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -155,9 +164,9 @@ impl WeftExtend {
             }
         }
         if let Some(fill) = fill {
-            self.worker.enqueue(fill)?;
+            self.core.worker.enqueue(fill)?;
         }
-        self.worker.enqueue(Item::Buffer(buffer))
+        self.core.worker.enqueue(Item::Buffer(buffer))
     }
 
     fn sink_event(&self, pad: &gst::Pad, mut event: gst::Event) -> bool {
@@ -166,7 +175,7 @@ impl WeftExtend {
         let mut replace = None;
         match event.view() {
             EventView::FlushStart(_) => {
-                return common::handle_flush(&self.worker, self.obj().upcast_ref(), &self.srcpad, event);
+                return self.core.handle_flush(self.obj().upcast_ref(), event);
             }
             EventView::FlushStop(_) => {
                 {
@@ -174,7 +183,7 @@ impl WeftExtend {
                     st.history.clear();
                     st.next_pts = None;
                 }
-                return common::handle_flush(&self.worker, self.obj().upcast_ref(), &self.srcpad, event);
+                return self.core.handle_flush(self.obj().upcast_ref(), event);
             }
             EventView::StreamStart(_) => {
                 let mut st = self.lock_state();
@@ -250,7 +259,7 @@ impl WeftExtend {
                     }
                 };
                 if let Some(fill) = fill
-                    && self.worker.enqueue(fill).is_err()
+                    && self.core.worker.enqueue(fill).is_err()
                 {
                     return false;
                 }
@@ -260,18 +269,7 @@ impl WeftExtend {
         if let Some(e) = replace {
             event = e;
         }
-        if event.is_serialized() {
-            self.worker.enqueue(Item::Event(event)).is_ok()
-        } else {
-            self.srcpad.push_event(event)
-        }
-    }
-
-    fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
-        if query.is_serialized() {
-            self.worker.wait_drained();
-        }
-        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+        self.core.forward_event(event)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -279,26 +277,21 @@ impl WeftExtend {
             // Backward: the first originals wait for the frames put before them.
             let added = if self.settings().backward() {
                 let st = self.lock_state();
-                st.info
-                    .as_ref()
-                    .and_then(|i| common::frame_duration(i, None))
-                    .or(st.dur)
-                    .unwrap_or(gst::ClockTime::ZERO)
-                    * (common::CONTEXT as u64 - 1)
+                common::context_latency(common::stream_frame_duration(st.info.as_ref(), st.dur))
             } else {
                 gst::ClockTime::ZERO
             };
-            return common::query_latency(&self.sinkpad, query, added);
+            return common::query_latency(&self.core.sinkpad, query, added);
         }
         if let gst::QueryViewMut::Duration(_) = query.view_mut() {
             // Upstream's duration plus what is generated.
-            if !self.sinkpad.peer_query(query) {
+            if !self.core.sinkpad.peer_query(query) {
                 return false;
             }
             let settings = self.settings();
             let dur = {
                 let st = self.lock_state();
-                st.info.as_ref().and_then(|i| common::frame_duration(i, None)).or(st.dur)
+                common::stream_frame_duration(st.info.as_ref(), st.dur)
             };
             if let (gst::QueryViewMut::Duration(q), Some(dur)) = (query.view_mut(), dur)
                 && let gst::GenericFormattedValue::Time(Some(d)) = q.result()
@@ -319,44 +312,10 @@ impl ObjectSubclass for WeftExtend {
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
-        let templ = klass.pad_template("sink").expect("sink template");
-        let sinkpad = gst::Pad::builder_from_template(&templ)
-            .chain_function(|pad, parent, buffer| {
-                WeftExtend::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.sink_chain(pad, buffer),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                WeftExtend::catch_panic_pad_function(parent, || false, |imp| imp.sink_event(pad, event))
-            })
-            .query_function(|pad, parent, query| {
-                WeftExtend::catch_panic_pad_function(parent, || false, |imp| imp.sink_query(pad, query))
-            })
-            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
-            .build();
-        let templ = klass.pad_template("src").expect("src template");
-        let srcpad = gst::Pad::builder_from_template(&templ)
-            .activatemode_function(|pad, parent, mode, active| {
-                WeftExtend::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::loggable_error!(CAT, "panic activating the src pad")),
-                    |imp| common::activate_src(&imp.worker, imp.obj().upcast_ref(), pad, mode, active),
-                )
-            })
-            .query_function(|pad, parent, query| {
-                WeftExtend::catch_panic_pad_function(parent, || false, |imp| imp.src_query(pad, query))
-            })
-            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
-            .build();
         Self {
-            sinkpad,
-            srcpad,
+            core: Core::new::<Self>(klass, gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION),
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
-            engine: Mutex::new(None),
-            worker: Arc::new(Worker::default()),
         }
     }
 }
@@ -365,29 +324,15 @@ impl ObjectImpl for WeftExtend {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
             let mut v = common::model_properties();
-            v.push(
-                glib::ParamSpecUInt::builder("frames")
-                    .nick("Frames")
-                    .blurb("Frames to generate at each extended end (ignored when duration is set)")
-                    .minimum(0)
-                    .maximum(100_000)
-                    .default_value(DEFAULT_FRAMES)
-                    .mutable_ready()
-                    .build(),
-            );
-            v.push(
-                glib::ParamSpecUInt64::builder("duration")
-                    .nick("Duration")
-                    .blurb(
-                        "Time to generate at each extended end in nanoseconds, rounded up to whole \
-                         frames; overrides frames (GST_CLOCK_TIME_NONE = unset: use frames)",
-                    )
-                    .minimum(0)
-                    .maximum(u64::MAX)
-                    .default_value(u64::MAX)
-                    .mutable_ready()
-                    .build(),
-            );
+            v.push(common::frames_property(
+                "Frames to generate at each extended end (ignored when duration is set)",
+                0,
+                DEFAULT_FRAMES,
+            ));
+            v.push(common::duration_property(
+                "Time to generate at each extended end in nanoseconds, rounded up to whole \
+                 frames; overrides frames (GST_CLOCK_TIME_NONE = unset: use frames)",
+            ));
             v.push(
                 glib::ParamSpecEnum::builder_with_default("direction", ExtendDirection::Forward)
                     .nick("Direction")
@@ -405,29 +350,26 @@ impl ObjectImpl for WeftExtend {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = element::lock(&self.settings);
         if common::set_model_property(&mut s.model, pspec.name(), value) {
             return;
         }
         match pspec.name() {
             "frames" => s.frames = value.get().expect("type checked"),
-            "duration" => {
-                let ns: u64 = value.get().expect("type checked");
-                s.duration = (ns != u64::MAX).then(|| gst::ClockTime::from_nseconds(ns));
-            }
+            "duration" => s.duration = common::duration_from_value(value),
             "direction" => s.direction = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let s = element::lock(&self.settings);
         if let Some(v) = common::model_property(&s.model, pspec.name()) {
             return v;
         }
         match pspec.name() {
             "frames" => s.frames.to_value(),
-            "duration" => s.duration.map_or(u64::MAX, |d| d.nseconds()).to_value(),
+            "duration" => common::duration_to_value(s.duration),
             "direction" => s.direction.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -435,9 +377,7 @@ impl ObjectImpl for WeftExtend {
 
     fn constructed(&self) {
         self.parent_constructed();
-        let obj = self.obj();
-        obj.add_pad(&self.sinkpad).expect("add sink pad");
-        obj.add_pad(&self.srcpad).expect("add src pad");
+        self.core.add_pads(self.obj().upcast_ref());
     }
 }
 
@@ -459,30 +399,11 @@ impl ElementImpl for WeftExtend {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = common::video_caps();
-            vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).expect("src"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).expect("sink"),
-            ]
-        });
+        static TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(element::pad_templates);
         TEMPLATES.as_ref()
     }
 
     fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
-        if transition == gst::StateChange::ReadyToPaused {
-            let settings = self.settings();
-            let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
-            let loaded = common::load_engine(self.obj().upcast_ref(), &settings.model, engine.as_ref())?;
-            *engine = Some(loaded);
-            *self.lock_state() = State::default();
-        }
-        let ret = self.parent_change_state(transition)?;
-        match transition {
-            gst::StateChange::PausedToReady => *self.lock_state() = State::default(),
-            gst::StateChange::ReadyToNull => *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = None,
-            _ => {}
-        }
-        Ok(ret)
+        self.weft_change_state(transition)
     }
 }

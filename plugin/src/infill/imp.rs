@@ -5,14 +5,15 @@
 //! frames, pushes them, then the queued originals.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::common::{self, CAT, Engine, FillJob, Item, ModelSettings, Worker};
+use crate::common::{self, CAT, FillJob, Item, ModelSettings};
+use crate::element::{self, Core, WeftElementImpl};
 
 const DEFAULT_MAX_GAP: u32 = 30;
 const DEFAULT_SCENE_THRESHOLD: f64 = weft::analysis::DEFAULT_SCENE_THRESHOLD;
@@ -58,25 +59,18 @@ impl Default for State {
 }
 
 pub struct WeftInfill {
-    sinkpad: gst::Pad,
-    srcpad: gst::Pad,
+    core: Core,
     settings: Mutex<Settings>,
     state: Mutex<State>,
-    engine: Mutex<Option<Engine>>,
-    worker: Arc<Worker>,
 }
 
 impl WeftInfill {
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        element::lock(&self.state)
     }
 
     fn settings(&self) -> Settings {
-        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn model(&self) -> Option<Arc<common::LazyModel>> {
-        self.engine.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|e| e.model.clone())
+        element::lock(&self.settings).clone()
     }
 
     /// A fill for `n` frames from `start`, or a report when it is too long.
@@ -105,7 +99,7 @@ impl WeftInfill {
             common::post_fill_message(self.obj().upcast_ref(), start, n as usize, "skip", reason, dur, None);
             return None;
         }
-        let Some(model) = self.model() else {
+        let Some(model) = self.core.model() else {
             gst::element_imp_error!(self, gst::CoreError::StateChange, ("no model loaded"));
             return None;
         };
@@ -123,6 +117,40 @@ impl WeftInfill {
             scene_threshold: Some(settings.scene_threshold),
             reason,
         })))
+    }
+
+    /// At EOS: fill up to the end of the last GAP event.
+    fn end_fill(&self) -> Option<Item> {
+        let settings = self.settings();
+        let st = self.lock_state();
+        let (Some(gap_end), Some(info)) = (st.gap_end, st.info.as_ref()) else { return None };
+        let dur = common::frame_duration(info, None).or(st.dur)?;
+        let Some(next) = st.next_pts else {
+            gst::warning!(CAT, imp = self, "GAP events but no frame to generate from: nothing filled");
+            return None;
+        };
+        if gap_end <= next {
+            return None;
+        }
+        let n = common::frames_in(gap_end - next, dur);
+        if n == 0 {
+            return None;
+        }
+        self.gap_job(&settings, info, &st.history, next, dur, n, true)
+    }
+}
+
+impl WeftElementImpl for WeftInfill {
+    fn core(&self) -> &Core {
+        &self.core
+    }
+
+    fn model_settings(&self) -> ModelSettings {
+        self.settings().model
+    }
+
+    fn reset_state(&self) {
+        *self.lock_state() = State::default();
     }
 
     fn sink_chain(&self, _pad: &gst::Pad, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
@@ -169,29 +197,9 @@ impl WeftInfill {
             }
         }
         if let Some(fill) = fill {
-            self.worker.enqueue(fill)?;
+            self.core.worker.enqueue(fill)?;
         }
-        self.worker.enqueue(Item::Buffer(buffer))
-    }
-
-    /// At EOS: fill up to the end of the last GAP event.
-    fn end_fill(&self) -> Option<Item> {
-        let settings = self.settings();
-        let st = self.lock_state();
-        let (Some(gap_end), Some(info)) = (st.gap_end, st.info.as_ref()) else { return None };
-        let dur = common::frame_duration(info, None).or(st.dur)?;
-        let Some(next) = st.next_pts else {
-            gst::warning!(CAT, imp = self, "GAP events but no frame to generate from: nothing filled");
-            return None;
-        };
-        if gap_end <= next {
-            return None;
-        }
-        let n = common::frames_in(gap_end - next, dur);
-        if n == 0 {
-            return None;
-        }
-        self.gap_job(&settings, info, &st.history, next, dur, n, true)
+        self.core.worker.enqueue(Item::Buffer(buffer))
     }
 
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
@@ -199,7 +207,7 @@ impl WeftInfill {
         gst::log!(CAT, obj = pad, "handling {:?}", event);
         match event.view() {
             EventView::FlushStart(_) => {
-                return common::handle_flush(&self.worker, self.obj().upcast_ref(), &self.srcpad, event);
+                return self.core.handle_flush(self.obj().upcast_ref(), event);
             }
             EventView::FlushStop(_) => {
                 {
@@ -208,7 +216,7 @@ impl WeftInfill {
                     st.next_pts = None;
                     st.gap_end = None;
                 }
-                return common::handle_flush(&self.worker, self.obj().upcast_ref(), &self.srcpad, event);
+                return self.core.handle_flush(self.obj().upcast_ref(), event);
             }
             EventView::StreamStart(_) => {
                 let mut st = self.lock_state();
@@ -267,7 +275,7 @@ impl WeftInfill {
             }
             EventView::Eos(_) => {
                 if let Some(fill) = self.end_fill()
-                    && self.worker.enqueue(fill).is_err()
+                    && self.core.worker.enqueue(fill).is_err()
                 {
                     return false;
                 }
@@ -276,18 +284,7 @@ impl WeftInfill {
             }
             _ => {}
         }
-        if event.is_serialized() {
-            self.worker.enqueue(Item::Event(event)).is_ok()
-        } else {
-            self.srcpad.push_event(event)
-        }
-    }
-
-    fn sink_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
-        if query.is_serialized() {
-            self.worker.wait_drained();
-        }
-        gst::Pad::query_default(pad, Some(&*self.obj()), query)
+        self.core.forward_event(event)
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
@@ -295,14 +292,9 @@ impl WeftInfill {
             // A fill waits for one more frame after the hole before it runs.
             let added = {
                 let st = self.lock_state();
-                st.info
-                    .as_ref()
-                    .and_then(|i| common::frame_duration(i, None))
-                    .or(st.dur)
-                    .unwrap_or(gst::ClockTime::ZERO)
-                    * (common::CONTEXT as u64 - 1)
+                common::context_latency(common::stream_frame_duration(st.info.as_ref(), st.dur))
             };
-            let ret = common::query_latency(&self.sinkpad, query, added);
+            let ret = common::query_latency(&self.core.sinkpad, query, added);
             gst::debug!(CAT, imp = self, "latency query: added {} -> {:?}", added, query);
             return ret;
         }
@@ -317,44 +309,10 @@ impl ObjectSubclass for WeftInfill {
     type ParentType = gst::Element;
 
     fn with_class(klass: &Self::Class) -> Self {
-        let templ = klass.pad_template("sink").expect("sink template");
-        let sinkpad = gst::Pad::builder_from_template(&templ)
-            .chain_function(|pad, parent, buffer| {
-                WeftInfill::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::FlowError::Error),
-                    |imp| imp.sink_chain(pad, buffer),
-                )
-            })
-            .event_function(|pad, parent, event| {
-                WeftInfill::catch_panic_pad_function(parent, || false, |imp| imp.sink_event(pad, event))
-            })
-            .query_function(|pad, parent, query| {
-                WeftInfill::catch_panic_pad_function(parent, || false, |imp| imp.sink_query(pad, query))
-            })
-            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
-            .build();
-        let templ = klass.pad_template("src").expect("src template");
-        let srcpad = gst::Pad::builder_from_template(&templ)
-            .activatemode_function(|pad, parent, mode, active| {
-                WeftInfill::catch_panic_pad_function(
-                    parent,
-                    || Err(gst::loggable_error!(CAT, "panic activating the src pad")),
-                    |imp| common::activate_src(&imp.worker, imp.obj().upcast_ref(), pad, mode, active),
-                )
-            })
-            .query_function(|pad, parent, query| {
-                WeftInfill::catch_panic_pad_function(parent, || false, |imp| imp.src_query(pad, query))
-            })
-            .flags(gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION)
-            .build();
         Self {
-            sinkpad,
-            srcpad,
+            core: Core::new::<Self>(klass, gst::PadFlags::PROXY_CAPS | gst::PadFlags::PROXY_ALLOCATION),
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
-            engine: Mutex::new(None),
-            worker: Arc::new(Worker::default()),
         }
     }
 }
@@ -397,7 +355,7 @@ impl ObjectImpl for WeftInfill {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = element::lock(&self.settings);
         if common::set_model_property(&mut s.model, pspec.name(), value) {
             return;
         }
@@ -409,7 +367,7 @@ impl ObjectImpl for WeftInfill {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let s = element::lock(&self.settings);
         if let Some(v) = common::model_property(&s.model, pspec.name()) {
             return v;
         }
@@ -422,9 +380,7 @@ impl ObjectImpl for WeftInfill {
 
     fn constructed(&self) {
         self.parent_constructed();
-        let obj = self.obj();
-        obj.add_pad(&self.sinkpad).expect("add sink pad");
-        obj.add_pad(&self.srcpad).expect("add src pad");
+        self.core.add_pads(self.obj().upcast_ref());
     }
 }
 
@@ -446,31 +402,12 @@ impl ElementImpl for WeftInfill {
     }
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
-        static TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = common::video_caps();
-            vec![
-                gst::PadTemplate::new("src", gst::PadDirection::Src, gst::PadPresence::Always, &caps).expect("src"),
-                gst::PadTemplate::new("sink", gst::PadDirection::Sink, gst::PadPresence::Always, &caps).expect("sink"),
-            ]
-        });
+        static TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(element::pad_templates);
         TEMPLATES.as_ref()
     }
 
     fn change_state(&self, transition: gst::StateChange) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         gst::trace!(CAT, imp = self, "changing state {:?}", transition);
-        if transition == gst::StateChange::ReadyToPaused {
-            let settings = self.settings();
-            let mut engine = self.engine.lock().unwrap_or_else(|e| e.into_inner());
-            let loaded = common::load_engine(self.obj().upcast_ref(), &settings.model, engine.as_ref())?;
-            *engine = Some(loaded);
-            *self.lock_state() = State::default();
-        }
-        let ret = self.parent_change_state(transition)?;
-        match transition {
-            gst::StateChange::PausedToReady => *self.lock_state() = State::default(),
-            gst::StateChange::ReadyToNull => *self.engine.lock().unwrap_or_else(|e| e.into_inner()) = None,
-            _ => {}
-        }
-        Ok(ret)
+        self.weft_change_state(transition)
     }
 }
