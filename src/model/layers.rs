@@ -242,7 +242,29 @@ impl Block {
         let x = (x + h.broadcast_mul(&g1)?)?;
 
         let h = modulate(&self.norm.forward(&x, mode)?, &sh2, &sc2)?;
-        let h = linear(&linear(&h, &self.fc1)?.silu()?, &self.fc2)?;
+        let h = self.mlp(&h, mode)?;
         Ok(((x + h.broadcast_mul(&g2)?)?, kv))
+    }
+
+    /// The MLP; in inference over bounded groups of tokens, so the hidden
+    /// activations (`mlp_ratio` times wider) never exist for a whole window.
+    fn mlp(&self, h: &Tensor, mode: Mode) -> Result<Tensor> {
+        const ROWS: usize = 8192;
+        let dims = h.dims().to_vec();
+        let c = *dims.last().expect("rank 5");
+        let rows = h.elem_count() / c;
+        if mode == Mode::Train || rows <= ROWS {
+            return linear(&linear(h, &self.fc1)?.silu()?, &self.fc2);
+        }
+        let flat = h.reshape((rows, c))?;
+        let mut parts = Vec::with_capacity(rows.div_ceil(ROWS));
+        let mut start = 0;
+        while start < rows {
+            let n = ROWS.min(rows - start);
+            let part = flat.narrow(0, start, n)?;
+            parts.push(linear(&linear(&part, &self.fc1)?.silu()?, &self.fc2)?);
+            start += n;
+        }
+        Tensor::cat(&parts, 0)?.reshape(dims)
     }
 }

@@ -301,7 +301,8 @@ impl Model {
             let tt = if is_known { pick(batch.t, idx)?.zeros_like()? } else { pick(batch.t, idx)? };
             let kk = pick(batch.known, idx)?;
             let tp = pick(batch.tpos, idx)?;
-            let (v, kvs) = self.pass(&x, &tt, &kk, &tp, if is_known { None } else { context.as_deref() }, mode)?;
+            let (v, kvs) =
+                self.pass(&x, &tt, &kk, &tp, if is_known { None } else { context.as_deref() }, is_known, mode)?;
             if is_known {
                 context = Some(kvs);
             }
@@ -332,7 +333,7 @@ impl Model {
         let (b, tk, _, h, w) = x.dims5()?;
         let t = Tensor::zeros((b, tk), DType::F32, &self.device)?;
         let known = Tensor::ones((b, tk), DType::U32, &self.device)?;
-        let (_, kvs) = self.pass_impl(x, &t, &known, tpos, None, Mode::Inference, false)?;
+        let (_, kvs) = self.pass_impl(x, &t, &known, tpos, None, Mode::Inference, false, true)?;
         Ok(KnownContext { kvs, size: (b, h, w) })
     }
 
@@ -350,9 +351,10 @@ impl Model {
             )));
         }
         let known = Tensor::zeros((b, tu), DType::U32, &self.device)?;
-        Ok(self.pass_impl(x, t, &known, tpos, Some(&context.kvs), Mode::Inference, true)?.0)
+        Ok(self.pass_impl(x, t, &known, tpos, Some(&context.kvs), Mode::Inference, true, false)?.0)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn pass(
         &self,
         x: &Tensor,
@@ -360,14 +362,15 @@ impl Model {
         known: &Tensor,
         tpos: &Tensor,
         context: Option<&[(Tensor, Tensor)]>,
+        keep_kv: bool,
         mode: Mode,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        Ok(self.pass_impl(x, t, known, tpos, context, mode, true)?)
+        Ok(self.pass_impl(x, t, known, tpos, context, mode, true, keep_kv)?)
     }
 
     /// One pass over a group of frames (all known, or all being generated
-    /// with `context`). Returns the velocity (when `head`) and every block's
-    /// keys/values.
+    /// with `context`). Returns the velocity (when `head`) and, when
+    /// `keep_kv`, every block's keys/values (else they are dropped at once).
     #[allow(clippy::too_many_arguments)]
     fn pass_impl(
         &self,
@@ -378,6 +381,7 @@ impl Model {
         context: Option<&[(Tensor, Tensor)]>,
         mode: Mode,
         head: bool,
+        keep_kv: bool,
     ) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
         let cfg = &self.cfg;
         let net = match mode {
@@ -448,7 +452,9 @@ impl Model {
             let ctx = context.map(|c| &c[i]);
             let (nx, kv) = block.forward(&x, &cond, win, cs, sn, ctx, mode, max_scores)?;
             x = nx;
-            kvs.push(kv);
+            if keep_kv {
+                kvs.push(kv);
+            }
         }
         if !head {
             return Ok((x, kvs));
