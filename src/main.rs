@@ -415,6 +415,9 @@ mod learn {
             /// When done, write the shipping model (EMA weights, config's dtype) here.
             #[arg(long, value_name = "DIR")]
             export: Option<PathBuf>,
+            /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+            #[arg(long, default_value = "cpu")]
+            device: String,
             #[arg(short, long)]
             quiet: bool,
         },
@@ -447,6 +450,9 @@ mod learn {
             /// Scale clips down to at most this many pixels on the longer side (default: native).
             #[arg(long)]
             max_side: Option<usize>,
+            /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+            #[arg(long, default_value = "cpu")]
+            device: String,
             /// Print JSON instead of the table.
             #[arg(long)]
             json: bool,
@@ -474,8 +480,9 @@ mod learn {
         match cmd {
             LearnCmd::Train {
                 run, videos, stills, resume, size, steps, batch, frames, crop, lr, warmup, ema, seed,
-                checkpoint_every, max_video_frames, max_side, export, quiet,
+                checkpoint_every, max_video_frames, max_side, export, device, quiet,
             } => {
+                let dev = weft::model::parse_device(&device)?;
                 if videos.is_empty() && stills.is_empty() {
                     bail!("no training data: give --video and/or --still");
                 }
@@ -483,7 +490,6 @@ mod learn {
                     videos: load(&videos, Some(max_video_frames), max_side)?,
                     stills: load(&stills, Some(1), max_side)?.into_iter().flatten().collect(),
                 };
-                let dev = candle_core::Device::Cpu;
                 let mut trainer = if resume {
                     let mut t = Trainer::resume(&run, &dev)?;
                     t.cfg.steps = t.cfg.steps.max(steps);
@@ -542,10 +548,11 @@ mod learn {
                     eprintln!("exported {} ({} parameters)", dir.display(), m.num_parameters());
                 }
             }
-            LearnCmd::Eval { clips, model, gaps, positions, steps, seed, strength, max_frames, max_side, json } => {
+            LearnCmd::Eval { clips, model, gaps, positions, steps, seed, strength, max_frames, max_side, device, json } => {
+                let dev = weft::model::parse_device(&device)?;
                 let model = match model {
-                    Some(d) => Model::load(d)?,
-                    None => Model::embedded()?,
+                    Some(d) => Model::load_on(d, &dev)?,
+                    None => Model::embedded()?.to_device(&dev)?,
                 };
                 let opts = EvalOptions {
                     gaps,
