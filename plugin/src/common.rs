@@ -594,7 +594,7 @@ impl FillJob {
         let res = weft::run_plan(&model, &plan, &opts, |pos, frame| {
             let fail = |s: Stop, stop: &mut Option<Stop>| {
                 *stop = Some(s);
-                Err(weft::WeftError::BadPlan("stopped by the element".into()))
+                Err(weft::WeftError::Sink("stopped by the element".into()))
             };
             if cancel.load(Ordering::SeqCst) {
                 return fail(Stop::Flow(gst::FlowError::Flushing), &mut stop);
