@@ -31,11 +31,10 @@ fn main() -> anyhow::Result<()> {
     // The plan: slot 0 known, slots 1..n to generate. run_plan streams them.
     let plan = Plan::animate(&still, n);
     let opts = GenerateOptions { seed, ..Default::default() };
-    weft::run_plan(&model, &plan, &opts, |pos, frame| {
+    weft::run_plan(&model, &plan, &opts, |pos, frame| -> anyhow::Result<()> {
         let path = format!("{prefix}-{pos}.png");
-        save(&frame, &path).map_err(|e| weft::WeftError::Sink(format!("{e:#}")))?;
+        save(&frame, &path)?;
         println!("{path}");
         Ok(())
     })
-    .map_err(anyhow::Error::from)
 }

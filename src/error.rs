@@ -52,10 +52,6 @@ pub enum WeftError {
     #[error("bad options: {0}")]
     BadOptions(String),
 
-    /// A caller's sink (see `run_plan`) could not take a generated frame.
-    #[error("{0}")]
-    Sink(String),
-
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 

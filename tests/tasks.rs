@@ -28,7 +28,7 @@ fn gap_larger_than_window_runs_in_several_windows() {
     weft::run_plan(&m, &plan, &opts(3), |p, f| {
         assert_eq!((f.width(), f.height()), (16, 16));
         positions.push(p);
-        Ok(())
+        Ok::<(), weft::WeftError>(())
     })
     .unwrap();
     assert_eq!(positions, (3..16).collect::<Vec<_>>(), "generated in order, each once");
@@ -49,7 +49,7 @@ fn gaps_at_start_and_end() {
     let mut order = Vec::new();
     weft::run_plan(&m, &plan, &opts(1), |p, _| {
         order.push(p);
-        Ok(())
+        Ok::<(), weft::WeftError>(())
     })
     .unwrap();
     assert_eq!(order, (0..9).rev().collect::<Vec<_>>());
@@ -280,4 +280,33 @@ fn low_strength_stays_near_the_cross_fade() {
     assert!(diff < 6.0, "strayed {diff} levels from the cross-fade");
     let bad = GenerateOptions { strength: 0.0, ..opts(3) };
     assert!(weft::infill(&m, &[a.clone()], &[b], 1, &bad).is_err());
+}
+
+#[test]
+fn a_failing_sink_stops_the_plan_with_its_own_error() {
+    #[derive(Debug, PartialEq)]
+    enum Mine {
+        Full(i64),
+        Weft(String),
+    }
+    impl From<WeftError> for Mine {
+        fn from(e: WeftError) -> Self {
+            Mine::Weft(e.to_string())
+        }
+    }
+    let m = tiny_model(12);
+    let f = clip(8, 8, 2, 0);
+    let plan = Plan::infill(&f[..1], 20, &f[1..]);
+    let mut seen = 0;
+    let err = weft::run_plan(&m, &plan, &opts(0), |p, _| {
+        seen += 1;
+        if p == 3 { Err(Mine::Full(p)) } else { Ok(()) }
+    })
+    .unwrap_err();
+    assert_eq!(err, Mine::Full(3));
+    assert_eq!(seen, 3, "nothing generated after the sink failed");
+    // Errors of weft itself arrive converted.
+    let bad = GenerateOptions { steps: 0, ..opts(0) };
+    let err = weft::run_plan(&m, &plan, &bad, |_, _| Ok::<(), Mine>(())).unwrap_err();
+    assert!(matches!(err, Mine::Weft(ref s) if s.contains("steps")), "{err:?}");
 }

@@ -469,6 +469,13 @@ enum Stop {
     Failed(String),
 }
 
+/// A generation failure inside `run_plan` stops the fill with its message.
+impl From<weft::WeftError> for Stop {
+    fn from(e: weft::WeftError) -> Self {
+        Stop::Failed(e.to_string())
+    }
+}
+
 impl FillJob {
     /// Position of `pts` on the job's frame grid (0 = first generated frame).
     fn position(&self, pts: gst::ClockTime) -> i64 {
@@ -587,22 +594,14 @@ impl FillJob {
         }
         let streaming = nearest_before.is_some();
         let mut held: Vec<(i64, gst::Buffer)> = Vec::new();
-        let mut stop: Option<Stop> = None;
         let mut opts = self.opts.clone();
         // Different noise for every fill, reproducible for the same stream.
         opts.seed = opts.seed.wrapping_add(self.start.nseconds() / self.dur.nseconds().max(1));
-        let res = weft::run_plan(&model, &plan, &opts, |pos, frame| {
-            let fail = |s: Stop, stop: &mut Option<Stop>| {
-                *stop = Some(s);
-                Err(weft::WeftError::Sink("stopped by the element".into()))
-            };
+        weft::run_plan(&model, &plan, &opts, |pos, frame| -> Result<(), Stop> {
             if cancel.load(Ordering::SeqCst) {
-                return fail(Stop::Flow(gst::FlowError::Flushing), &mut stop);
+                return Err(Stop::Flow(gst::FlowError::Flushing));
             }
-            let mut b = match conv.from_frame(&frame) {
-                Ok(b) => b,
-                Err(e) => return fail(Stop::Failed(e), &mut stop),
-            };
+            let mut b = conv.from_frame(&frame).map_err(Stop::Failed)?;
             mark_generated(
                 b.get_mut().expect("new buffer is writable"),
                 self.start + self.dur * pos as u64,
@@ -612,18 +611,12 @@ impl FillJob {
             );
             gst::trace!(CAT, obj = element, "generated frame {} of the fill at {}", pos, self.start);
             if streaming {
-                if let Err(s) = push(b) {
-                    return fail(s, &mut stop);
-                }
+                push(b)?;
             } else {
                 held.push((pos, b));
             }
             Ok(())
-        });
-        if let Some(s) = stop {
-            return Err(s);
-        }
-        res.map_err(|e| Stop::Failed(e.to_string()))?;
+        })?;
         held.sort_by_key(|(p, _)| *p);
         for (_, b) in held {
             push(b)?;

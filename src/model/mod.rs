@@ -301,8 +301,8 @@ impl Model {
             let tt = if is_known { pick(batch.t, idx)?.zeros_like()? } else { pick(batch.t, idx)? };
             let kk = pick(batch.known, idx)?;
             let tp = pick(batch.tpos, idx)?;
-            let (v, kvs) =
-                self.pass(&x, &tt, &kk, &tp, if is_known { None } else { context.as_deref() }, is_known, mode)?;
+            let ctx = if is_known { None } else { context.as_deref() };
+            let (v, kvs) = self.pass_impl(&x, &tt, &kk, &tp, ctx, mode, true, is_known)?;
             if is_known {
                 context = Some(kvs);
             }
@@ -352,20 +352,6 @@ impl Model {
         }
         let known = Tensor::zeros((b, tu), DType::U32, &self.device)?;
         Ok(self.pass_impl(x, t, &known, tpos, Some(&context.kvs), Mode::Inference, true, false)?.0)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn pass(
-        &self,
-        x: &Tensor,
-        t: &Tensor,
-        known: &Tensor,
-        tpos: &Tensor,
-        context: Option<&[(Tensor, Tensor)]>,
-        keep_kv: bool,
-        mode: Mode,
-    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        Ok(self.pass_impl(x, t, known, tpos, context, mode, true, keep_kv)?)
     }
 
     /// One pass over a group of frames (all known, or all being generated

@@ -365,32 +365,20 @@ impl<'a> Job<'a> {
     /// Runs `plan`, writing generated frames in position order. Forward
     /// runs arrive in order; otherwise they are gathered first.
     fn generate(&mut self, plan: &Plan<'_>, in_order: bool) -> Result<()> {
-        let mut sink_err = None;
         let mut gathered = BTreeMap::new();
         let writer = self.writer.as_mut().expect("created with the first frame");
         let progress = self.progress;
         let mut count = 0u64;
-        let r = run_plan(self.model, plan, self.genopts, |pos, f| {
+        run_plan(self.model, plan, self.genopts, |pos, f| -> Result<()> {
             count += 1;
-            if !in_order {
+            if in_order {
+                writer.write_rgb(pos, &f)?;
+                progress.set_done(writer.frames);
+            } else {
                 gathered.insert(pos, f);
-                return Ok(());
             }
-            match writer.write_rgb(pos, &f) {
-                Ok(()) => {
-                    progress.set_done(writer.frames);
-                    Ok(())
-                }
-                Err(e) => {
-                    sink_err = Some(e);
-                    Err(WeftError::Sink("output failed".into()))
-                }
-            }
-        });
-        if let Some(e) = sink_err {
-            return Err(e);
-        }
-        r?;
+            Ok(())
+        })?;
         for (pos, f) in gathered {
             writer.write_rgb(pos, &f)?;
             progress.set_done(writer.frames);
@@ -785,23 +773,13 @@ pub fn animate(
     let mut writer = Writer::create(output, out_opts, &spec_for(&first, grid, 0), None, progress)?;
     writer.write_original(0, &first, progress)?;
     progress.set_done(writer.frames);
-    let mut sink_err = None;
     let mut generated = 0;
-    let r = run_plan(model, &Plan::animate(&still, n), genopts, |pos, f| match writer.write_rgb(pos, &f) {
-        Ok(()) => {
-            generated += 1;
-            progress.set_done(writer.frames);
-            Ok(())
-        }
-        Err(e) => {
-            sink_err = Some(e);
-            Err(WeftError::Sink("output failed".into()))
-        }
-    });
-    if let Some(e) = sink_err {
-        return Err(e);
-    }
-    r?;
+    run_plan(model, &Plan::animate(&still, n), genopts, |pos, f| -> Result<()> {
+        writer.write_rgb(pos, &f)?;
+        generated += 1;
+        progress.set_done(writer.frames);
+        Ok(())
+    })?;
     let summary = Summary {
         frames_in: 1,
         frames_out: writer.frames,

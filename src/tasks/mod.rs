@@ -120,7 +120,11 @@ pub fn schedule(plan: &Plan<'_>, window: usize, context: usize) -> Result<Vec<Wi
     }
     let mut plan = plan.clone();
     plan.normalise()?;
-    let entries = plan.entries();
+    Ok(schedule_sorted(plan.entries(), window, context))
+}
+
+/// [`schedule`] of entries already sorted and checked by `Plan::normalise`.
+fn schedule_sorted(entries: &[(i64, Slot<'_>)], window: usize, context: usize) -> Vec<WindowSchedule> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < entries.len() {
@@ -134,7 +138,7 @@ pub fn schedule(plan: &Plan<'_>, window: usize, context: usize) -> Result<Vec<Wi
         }
         schedule_run(entries, start..i, window, context, &mut out);
     }
-    Ok(out)
+    out
 }
 
 /// Schedules one run of slots to generate, `entries[run]`.
@@ -206,16 +210,19 @@ fn schedule_run(
 /// Known frames are not passed to the sink: they are the caller's, unchanged.
 /// Only generated frames still needed as context by a later window are kept,
 /// so memory is flat in the length of the plan.
-pub fn run_plan(
+///
+/// The sink may fail with the caller's own error type (anything a
+/// [`WeftError`] converts into); that error is returned as it is.
+pub fn run_plan<E: From<WeftError>>(
     model: &Model,
     plan: &Plan<'_>,
     opts: &GenerateOptions,
-    mut sink: impl FnMut(i64, Frame) -> Result<()>,
-) -> Result<()> {
+    mut sink: impl FnMut(i64, Frame) -> Result<(), E>,
+) -> Result<(), E> {
     let window = opts.check(model)?;
     let mut plan = plan.clone();
     let Some(size) = plan.normalise()? else { return Ok(()) };
-    let windows = schedule(&plan, window, opts.context)?;
+    let windows = schedule_sorted(plan.entries(), window, opts.context);
     let moved;
     let model = match &opts.device {
         Some(d) if !d.same_device(model.device()) => {
@@ -276,13 +283,13 @@ pub fn run_plan(
 /// Runs a plan and returns the whole timeline in position order: known frames
 /// as given (byte-identical copies), generated frames in their slots.
 pub fn generate(model: &Model, plan: &Plan<'_>, opts: &GenerateOptions) -> Result<Vec<Frame>> {
-    let mut generated = std::collections::BTreeMap::new();
-    run_plan(model, plan, opts, |p, f| {
-        generated.insert(p, f);
-        Ok(())
-    })?;
     let mut sorted = plan.clone();
     sorted.normalise()?;
+    let mut generated = std::collections::BTreeMap::new();
+    run_plan(model, &sorted, opts, |p, f| {
+        generated.insert(p, f);
+        Ok::<(), WeftError>(())
+    })?;
     Ok(sorted
         .entries()
         .iter()
@@ -298,7 +305,7 @@ fn generated_only(model: &Model, plan: &Plan<'_>, opts: &GenerateOptions) -> Res
     let mut generated = std::collections::BTreeMap::new();
     run_plan(model, plan, opts, |p, f| {
         generated.insert(p, f);
-        Ok(())
+        Ok::<(), WeftError>(())
     })?;
     Ok(generated.into_values().collect())
 }
