@@ -3,7 +3,9 @@
 //! For each clip: frames are cut out (gaps of 1, 3 and 7 by default at
 //! several positions) and filled by **weft**, **hold** (repeat the last frame
 //! before the gap) and **blend** (linear cross-fade across the gap); the
-//! filled frames are scored against the truth (PSNR, SSIM). Extension scores
+//! filled frames are scored against the truth (PSNR, SSIM). The **motion**
+//! column is the motion-compensated interpolation alone (the estimate a
+//! `motion`-prior model starts from), so the table shows what the model adds. Extension scores
 //! frames +1..+k against the truth for weft and hold. Animate reports the
 //! first frame's PSNR against the still, the mean frame-to-frame change (it
 //! must move, and must not blow up) and the colour drift of the last frame.
@@ -66,6 +68,9 @@ pub struct GapResult {
     pub weft: Scores,
     pub hold: Scores,
     pub blend: Scores,
+    /// Motion-compensated interpolation alone (the `motion` prior's estimate,
+    /// before the model), to show what the model adds.
+    pub motion: Scores,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -175,6 +180,12 @@ pub fn blend(a: &Frame, b: &Frame, n: usize) -> Vec<Frame> {
         .collect()
 }
 
+/// Motion-compensated interpolation between `a` and `b`, `n` in-between frames.
+pub fn motion(a: &Frame, b: &Frame, n: usize) -> Vec<Frame> {
+    let pair = crate::tasks::motion::MotionPair::estimate(a, b);
+    (1..=n).map(|i| pair.interpolate(a, b, i as f32 / (n + 1) as f32)).collect()
+}
+
 fn averaged(list: &[Scores]) -> Scores {
     // PSNR averaged in the MSE domain would hide bad positions less; report the
     // mean of per-position dB (finite by construction except exact copies).
@@ -219,7 +230,7 @@ pub fn evaluate_clip(model: &Model, name: &str, frames: &[Frame], opts: &EvalOpt
     for &gap in &opts.gaps {
         let span = 2 * ctx + gap;
         let room = frames.len() - span;
-        let (mut w, mut h, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut w, mut h, mut b, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for k in 0..opts.positions.max(1) {
             let start = room * (2 * k + 1) / (2 * opts.positions.max(1));
             let window = &frames[start..start + span];
@@ -238,8 +249,16 @@ pub fn evaluate_clip(model: &Model, name: &str, frames: &[Frame], opts: &EvalOpt
             let last = &before[ctx - 1];
             h.push(scores(&vec![last.clone(); gap], truth));
             b.push(scores(&blend(last, &after[0], gap), truth));
+            m.push(scores(&motion(last, &after[0], gap), truth));
         }
-        infill.push(GapResult { gap, positions: w.len(), weft: averaged(&w), hold: averaged(&h), blend: averaged(&b) });
+        infill.push(GapResult {
+            gap,
+            positions: w.len(),
+            weft: averaged(&w),
+            hold: averaged(&h),
+            blend: averaged(&b),
+            motion: averaged(&m),
+        });
     }
 
     // Extension from the middle of the clip.
@@ -304,12 +323,17 @@ pub fn table(reports: &[ClipReport]) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let fmt = |v: f64| if v.is_infinite() { "inf".to_string() } else { format!("{v:.2}") };
-    writeln!(s, "{:<24} {:>4} {:>4} | {:>12} {:>12} {:>12} | {:>7}", "clip", "gap", "n", "weft dB/SSIM", "blend", "hold", "w-blend").unwrap();
+    writeln!(
+        s,
+        "{:<24} {:>4} {:>4} | {:>12} {:>12} {:>12} {:>12} | {:>7} {:>7}",
+        "clip", "gap", "n", "weft dB/SSIM", "blend", "hold", "motion", "w-blend", "w-motion"
+    )
+    .unwrap();
     for r in reports {
         for g in &r.infill {
             writeln!(
                 s,
-                "{:<24} {:>4} {:>4} | {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} | {:>+7.2}",
+                "{:<24} {:>4} {:>4} | {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} | {:>+7.2} {:>+7.2}",
                 r.name,
                 g.gap,
                 g.positions,
@@ -319,7 +343,10 @@ pub fn table(reports: &[ClipReport]) -> String {
                 g.blend.ssim,
                 fmt(g.hold.psnr),
                 g.hold.ssim,
-                g.weft.psnr - g.blend.psnr
+                fmt(g.motion.psnr),
+                g.motion.ssim,
+                g.weft.psnr - g.blend.psnr,
+                g.weft.psnr - g.motion.psnr
             )
             .unwrap();
         }

@@ -30,7 +30,7 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Size {
-    /// The default architecture (~4.2 M parameters).
+    /// The default architecture (~4.4 M parameters).
     Default,
     /// A very small architecture for tests.
     Tiny,
@@ -222,7 +222,7 @@ mod video {
         #[arg(long, value_name = "DIR")]
         model: Option<PathBuf>,
         /// Sampler steps per frame window.
-        #[arg(long, default_value_t = 12)]
+        #[arg(long, default_value_t = weft::tasks::DEFAULT_STEPS)]
         steps: usize,
         /// Noise seed (same seed, same output).
         #[arg(long, default_value_t = 0)]
@@ -437,11 +437,11 @@ mod learn {
             /// Positions per gap size.
             #[arg(long, default_value_t = 3)]
             positions: usize,
-            #[arg(long, default_value_t = 12)]
+            #[arg(long, default_value_t = weft::tasks::DEFAULT_STEPS)]
             steps: usize,
             #[arg(long, default_value_t = 0)]
             seed: u64,
-            /// Sampling start strength (1 = from noise).
+            /// Sampling start strength (1 = from the model's prior).
             #[arg(long, default_value_t = 1.0)]
             strength: f32,
             /// Use at most N frames of each clip.

@@ -293,6 +293,18 @@ fn embedded_model_is_a_clear_error_until_trained() {
 }
 
 #[test]
+fn configs_written_before_priors_existed_load_as_noise_prior() {
+    let mut json: serde_json::Value = serde_json::to_value(Config::tiny()).unwrap();
+    let obj = json.as_object_mut().unwrap();
+    obj.remove("prior");
+    obj.remove("prior_noise");
+    let cfg: Config = serde_json::from_value(json).unwrap();
+    assert_eq!(cfg.prior, weft::Prior::Noise);
+    let bad = Config { prior_noise: -1.0, ..Config::tiny() };
+    assert!(bad.validate().unwrap_err().to_string().contains("prior_noise"));
+}
+
+#[test]
 fn device_names() {
     assert!(matches!(weft::model::parse_device("cpu"), Ok(Device::Cpu)));
     let err = weft::model::parse_device("tpu").unwrap_err();

@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use weft::{Direction, Frame, GenerateOptions, Plan, Slot, WeftError};
+use weft::{Config, Direction, Frame, GenerateOptions, Model, Plan, Prior, Slot, WeftError};
 
 #[test]
 fn infill_returns_exact_count_and_size() {
@@ -267,19 +267,29 @@ mod schedules {
 }
 
 #[test]
-fn low_strength_stays_near_the_cross_fade() {
-    // With almost no noise, one step leaves the cross-fade nearly untouched,
-    // whatever the (untrained) model predicts.
-    let m = tiny_model(11);
+fn low_strength_stays_near_the_start_estimate() {
+    // With almost no noise, one step leaves the start nearly untouched,
+    // whatever the (untrained) model predicts: the cross-fade for the noise
+    // and blend priors, the motion-compensated estimate for the motion prior.
     let a = weft::Frame::filled(16, 16, [0, 100, 200]).unwrap();
     let b = weft::Frame::filled(16, 16, [100, 200, 0]).unwrap();
-    let o = GenerateOptions { steps: 1, strength: 0.01, ..opts(3) };
-    let out = weft::infill(&m, &[a.clone()], &[b.clone()], 1, &o).unwrap();
-    let mid = weft::eval::blend(&a, &b, 1).remove(0);
-    let diff = weft::analysis::mean_abs_diff(&out[0], &mid);
-    assert!(diff < 6.0, "strayed {diff} levels from the cross-fade");
-    let bad = GenerateOptions { strength: 0.0, ..opts(3) };
-    assert!(weft::infill(&m, &[a.clone()], &[b], 1, &bad).is_err());
+    let (pa, pb) = (common::pattern(32, 24, 0), common::pattern(32, 24, 2));
+    for prior in [Prior::Noise, Prior::Blend, Prior::Motion] {
+        let m = Model::untrained(&Config { prior, ..Config::tiny() }, 11, &candle_core::Device::Cpu).unwrap();
+        let o = GenerateOptions { steps: 1, strength: 0.01, ..opts(3) };
+        let (x, y) = if prior == Prior::Motion { (&pa, &pb) } else { (&a, &b) };
+        let out = weft::infill(&m, &[x.clone()], &[y.clone()], 1, &o).unwrap();
+        let start = match prior {
+            Prior::Motion => weft::eval::motion(x, y, 1).remove(0),
+            _ => weft::eval::blend(x, y, 1).remove(0),
+        };
+        let diff = weft::analysis::mean_abs_diff(&out[0], &start);
+        // Noise prior: 1 % of unit noise (~1.3 levels) is mixed in.
+        let limit = if prior == Prior::Noise { 3.0 } else { 1.0 };
+        assert!(diff < limit, "{prior:?}: strayed {diff} levels from the start estimate");
+        let bad = GenerateOptions { strength: 0.0, ..opts(3) };
+        assert!(weft::infill(&m, &[x.clone()], &[y.clone()], 1, &bad).is_err());
+    }
 }
 
 #[test]

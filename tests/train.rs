@@ -63,3 +63,36 @@ fn resume_continues_exactly() {
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{n} differs after resume");
     }
 }
+
+#[test]
+fn training_starts_each_frame_from_the_estimate_the_sampler_uses() {
+    // Slots 1 and 2 of a 4-frame window are to generate: their start is the
+    // in-between estimate of frames 0 and 3 at 1/3 and 2/3, as in inference;
+    // known slots are zero; the noise prior has no estimate.
+    let frames = clip(40, 32, 4, 0);
+    let plan = vec![vec![true, false, false, true]];
+    for prior in [weft::Prior::Blend, weft::Prior::Motion] {
+        let m = weft::Model::untrained(&Config { prior, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
+        let p = weft::train::prior_batch(&m, &[frames.clone()], &plan).unwrap().unwrap();
+        assert_eq!(p.dims(), &[1, 4, 3, 32, 40]);
+        let expect = match prior {
+            weft::Prior::Motion => weft::eval::motion(&frames[0], &frames[3], 2),
+            _ => weft::eval::blend(&frames[0], &frames[3], 2),
+        };
+        for (slot, e) in [(1usize, &expect[0]), (2, &expect[1])] {
+            let got = p.get(0).unwrap().get(slot).unwrap();
+            let want: Vec<f32> = {
+                let t = candle_core::Tensor::from_slice(e.data(), (32, 40, 3), &Device::Cpu).unwrap();
+                let t = t.to_dtype(candle_core::DType::F32).unwrap().affine(1.0 / 127.5, -1.0).unwrap();
+                t.permute((2, 0, 1)).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+            };
+            let got: Vec<f32> = got.flatten_all().unwrap().to_vec1().unwrap();
+            let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(max < 1e-5, "{prior:?} slot {slot}: off by {max}");
+        }
+        let known: f32 = p.get(0).unwrap().get(0).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert_eq!(known, 0.0);
+    }
+    let m = weft::Model::untrained(&Config { prior: weft::Prior::Noise, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
+    assert!(weft::train::prior_batch(&m, &[frames], &plan).unwrap().is_none());
+}

@@ -52,7 +52,7 @@ pub fn video_caps() -> gst::Caps {
 // ---------------------------------------------------------------------------
 // Model properties
 
-pub const DEFAULT_STEPS: u32 = 12;
+pub const DEFAULT_STEPS: u32 = weft::tasks::DEFAULT_STEPS as u32;
 pub const DEFAULT_SEED: u64 = 0;
 pub const DEFAULT_DEVICE: &str = "cpu";
 

@@ -30,6 +30,41 @@ impl WeightDtype {
     }
 }
 
+/// What the flow of the frames to generate starts from (flow time 1).
+///
+/// * `noise`: pure Gaussian noise (classic rectified flow).
+/// * `blend`: the cross-fade of the nearest known frames on each side (the
+///   nearest one alone when only one side has any), plus `prior_noise` of
+///   Gaussian noise: the model learns the path from that estimate to the
+///   truth (a flow bridge).
+/// * `motion`: like `blend`, but the in-between estimate is motion
+///   compensated (block-matching flow both ways, see `tasks::motion`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Prior {
+    Noise,
+    Blend,
+    Motion,
+}
+
+impl Prior {
+    /// Configs written before the field existed were trained from noise.
+    fn legacy() -> Self {
+        Prior::Noise
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Prior::Noise => "noise",
+            Prior::Blend => "blend",
+            Prior::Motion => "motion",
+        }
+    }
+}
+
+fn default_prior_noise() -> f32 {
+    1.0
+}
+
 /// Hyper-parameters of the spacetime-patch diffusion transformer.
 ///
 /// Nothing here fixes the frame size or the number of frames: positions in
@@ -61,13 +96,21 @@ pub struct Config {
     pub rope_theta: f64,
     /// Storage dtype of `model.safetensors`.
     pub weight_dtype: WeightDtype,
+    /// What the flow starts from (see [`Prior`]).
+    #[serde(default = "Prior::legacy")]
+    pub prior: Prior,
+    /// Standard deviation (in [-1, 1] pixel units) of the Gaussian noise added
+    /// to a `blend`/`motion` prior at flow time 1. Ignored for `noise`.
+    #[serde(default = "default_prior_noise")]
+    pub prior_noise: f32,
 }
 
 impl Default for Config {
-    /// The default model: ~4.2 M parameters (8.4 MB in f16).
+    /// The default model: 16x16 patches, ~4.4 M parameters (8.9 MB in f16),
+    /// flow from a motion-compensated estimate.
     fn default() -> Self {
         Self {
-            patch_size: 8,
+            patch_size: 16,
             hidden_size: 192,
             depth: 6,
             num_heads: 6,
@@ -77,6 +120,8 @@ impl Default for Config {
             time_freq_dim: 128,
             rope_theta: 100.0,
             weight_dtype: WeightDtype::F16,
+            prior: Prior::Motion,
+            prior_noise: 0.02,
         }
     }
 }
@@ -95,6 +140,8 @@ impl Config {
             time_freq_dim: 16,
             rope_theta: 100.0,
             weight_dtype: WeightDtype::F32,
+            prior: Prior::Motion,
+            prior_noise: 0.02,
         }
     }
 
@@ -139,6 +186,9 @@ impl Config {
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {
             return bad(format!("rope_theta {} must be > 1", self.rope_theta));
+        }
+        if !(self.prior_noise.is_finite() && self.prior_noise >= 0.0 && self.prior_noise <= 10.0) {
+            return bad(format!("prior_noise {} must be in 0..=10", self.prior_noise));
         }
         Ok(())
     }

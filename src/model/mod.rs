@@ -34,7 +34,12 @@
 //!   frames being generated ([`Model::forward_generating`]): for a one-frame
 //!   gap with four context frames, a fifth of a whole-window pass.
 //! * A final modulated layer maps tokens back to patch pixels: the predicted
-//!   flow velocity `v = noise - clean` (rectified flow).
+//!   flow velocity `v = x_1 - clean`, where `x_1`, the start of the flow, is
+//!   set by the config's [`Prior`]: pure noise (rectified flow), or a
+//!   classical estimate of the frame plus a little noise (a flow bridge; the
+//!   default model starts from a motion-compensated interpolation of its
+//!   neighbours, `tasks::motion`, and learns the path from there to the
+//!   truth).
 
 pub mod config;
 pub(crate) mod layers;
@@ -47,7 +52,7 @@ use candle_nn::{Linear, VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand_distr::Distribution;
 
-pub use config::{Config, WeightDtype};
+pub use config::{Config, Prior, WeightDtype};
 pub use layers::Mode;
 
 use crate::error::{Result, WeftError};
@@ -126,8 +131,8 @@ pub struct WindowBatch<'a> {
     /// `[B, T, 3, H, W]` f32 in [-1, 1]: clean pixels for known slots, the
     /// current noisy state for slots being generated.
     pub x: &'a Tensor,
-    /// `[B, T]` f32 flow time of each slot: 0 = clean, 1 = pure noise (known
-    /// slots are taken as 0).
+    /// `[B, T]` f32 flow time of each slot: 0 = clean, 1 = the flow's start
+    /// (known slots are taken as 0).
     pub t: &'a Tensor,
     /// `[B, T]` u32: 1 for a known slot, 0 for a slot being generated.
     pub known: &'a Tensor,
@@ -190,7 +195,14 @@ impl Model {
                 vec![0.0; n]
             } else {
                 let fan_in = if dims.len() == 2 { dims[1] } else { 1 };
-                let gain = if name.contains("ada") || name.starts_with("final.linear") { 0.5 } else { 1.0 };
+                // A bridge model starts close to its prior: a near-zero output layer.
+                let gain = if name.starts_with("final.linear") && cfg.prior != Prior::Noise {
+                    0.02
+                } else if name.contains("ada") || name.starts_with("final.linear") {
+                    0.5
+                } else {
+                    1.0
+                };
                 let std = gain / (fan_in as f32).sqrt();
                 let normal = rand_distr::Normal::new(0.0f32, std).expect("finite std");
                 (0..n).map(|_| normal.sample(&mut rng)).collect()

@@ -19,6 +19,8 @@
 //! frame is handed to the caller's sink at once.
 
 mod plan;
+pub mod motion;
+pub(crate) mod prior;
 pub(crate) mod sampler;
 
 use std::collections::{HashMap, VecDeque};
@@ -31,6 +33,10 @@ use crate::error::{Result, WeftError};
 use crate::frame::Frame;
 use crate::model::Model;
 use sampler::{WindowSlot, sample_window};
+
+/// Default number of Euler steps: the default model's flow starts from a
+/// motion-compensated estimate, so a few steps suffice.
+pub const DEFAULT_STEPS: usize = 4;
 
 /// Options shared by every task.
 #[derive(Clone, Debug)]
@@ -45,15 +51,17 @@ pub struct GenerateOptions {
     pub window: Option<usize>,
     /// Known or fixed frames kept as context on each side of a chunk.
     pub context: usize,
-    /// Flow time sampling starts from, in (0, 1]: 1 starts from pure noise;
-    /// lower values start from a cross-fade of the neighbouring known frames
-    /// noised to that level (like img2img strength).
+    /// Flow time sampling starts from, in (0, 1]: 1 starts from the model's
+    /// prior (its estimate plus a little noise, or pure noise); lower values
+    /// start part-way, closer to the estimate (for a noise-prior model, the
+    /// cross-fade of the neighbouring known frames noised to that level, like
+    /// img2img strength).
     pub strength: f32,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { steps: 12, seed: 0, device: None, window: None, context: 2, strength: 1.0 }
+        Self { steps: DEFAULT_STEPS, seed: 0, device: None, window: None, context: 2, strength: 1.0 }
     }
 }
 

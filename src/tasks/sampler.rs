@@ -1,7 +1,9 @@
 //! Rectified-flow sampling of one model window with Euler steps.
 //!
-//! `x_t = (1 - t) * clean + t * noise`; the model predicts `v = noise - clean`;
-//! integrating from t = 1 (noise) to t = 0 gives the frames. Noise is drawn on
+//! `x_t = (1 - t) * clean + t * x_1`; the model predicts `v = x_1 - clean`;
+//! integrating from t = 1 to t = 0 gives the frames. `x_1` is pure noise for
+//! the `noise` prior, else the prior's estimate plus `prior_noise` of noise
+//! (see `tasks::prior`). Noise is drawn on
 //! the CPU from a ChaCha RNG so the same seed gives bit-identical output on
 //! the same machine whatever the device.
 
@@ -11,7 +13,7 @@ use rand_distr::Distribution;
 
 use crate::error::Result;
 use crate::frame::Frame;
-use crate::model::Model;
+use crate::model::{Model, Prior};
 
 /// One slot of a model window: its time position and, if known, its frame.
 pub(crate) struct WindowSlot<'f> {
@@ -49,29 +51,11 @@ fn noise(rng: &mut rand_chacha::ChaCha8Rng, h: usize, w: usize, dev: &Device) ->
     Tensor::from_vec(v, (3, h, w), dev)
 }
 
-/// First guess for slot `i`: the cross-fade of the nearest known slots on
-/// each side at their time distances, or the nearest one when only one side
-/// has any.
-fn guess(slots: &[WindowSlot<'_>], known: &[Option<Tensor>], i: usize) -> candle_core::Result<Tensor> {
-    let t = slots[i].tpos;
-    let before = (0..i).rev().find(|&j| known[j].is_some());
-    let after = (i + 1..slots.len()).find(|&j| known[j].is_some());
-    match (before, after) {
-        (Some(a), Some(b)) => {
-            let (ta, tb) = (slots[a].tpos, slots[b].tpos);
-            let s = ((t - ta) / (tb - ta)) as f64;
-            let (ka, kb) = (known[a].as_ref().unwrap(), known[b].as_ref().unwrap());
-            (ka * (1.0 - s))? + (kb * s)?
-        }
-        (Some(j), None) | (None, Some(j)) => Ok(known[j].clone().unwrap()),
-        (None, None) => candle_core::bail!("window has no known frame"),
-    }
-}
-
 /// Generates the unknown slots of a window; returns them in slot order.
-/// `strength` is the flow time sampling starts from: 1 = pure noise, below 1
-/// starts from the cross-fade guess noised to that level (fewer steps needed,
-/// and the result stays close to the footage).
+/// `strength` is the flow time sampling starts from: at 1 the model's prior
+/// (pure noise, or its estimate plus a little noise); below 1 part-way along
+/// the path from there (fewer steps, closer to the estimate; for the noise
+/// prior the cross-fade of the neighbours, noised to that level).
 pub(crate) fn sample_window(
     model: &Model,
     slots: &[WindowSlot<'_>],
@@ -82,23 +66,30 @@ pub(crate) fn sample_window(
 ) -> Result<Vec<Frame>> {
     let dev = model.device();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let known: Vec<Option<Tensor>> =
-        slots.iter().map(|s| s.frame.map(|f| frame_to_tensor(f, dev)).transpose()).collect::<candle_core::Result<_>>()?;
-    // Starting state of each slot to generate, in slot order.
+    let cfg = model.config();
+    let estimate_slots: Vec<(f32, Option<&Frame>)> = slots.iter().map(|s| (s.tpos, s.frame)).collect();
+    // The flow's start: the prior's estimates (a bridge), or for the noise
+    // prior the cross-fade only when starting part-way (strength < 1).
+    let prior = match cfg.prior {
+        Prior::Noise if strength < 1.0 => super::prior::estimates(Prior::Blend, &estimate_slots)?,
+        p => super::prior::estimates(p, &estimate_slots)?,
+    };
     let mut start = Vec::new();
-    for i in 0..slots.len() {
-        if known[i].is_some() {
-            continue;
-        }
+    for k in 0..slots.iter().filter(|s| s.frame.is_none()).count() {
         let n = noise(&mut rng, h, w, dev)?;
-        start.push(if strength >= 1.0 {
-            n
-        } else {
-            // Start part-way: x_s = (1 - s) * guess + s * noise.
-            let g = guess(slots, &known, i)?;
-            ((g * (1.0 - strength) as f64)? + (n * strength as f64)?)?
+        start.push(match (&prior, cfg.prior) {
+            (None, _) => n,
+            // x_s = (1 - s) * guess + s * noise.
+            (Some(p), Prior::Noise) => {
+                ((frame_to_tensor(&p[k], dev)? * (1.0 - strength) as f64)? + (n * strength as f64)?)?
+            }
+            // Bridge: x_1 = prior + sigma * noise, so x_s = prior + s * sigma * noise.
+            (Some(p), _) => (frame_to_tensor(&p[k], dev)? + (n * (strength * cfg.prior_noise) as f64)?)?,
         });
     }
+    drop(prior);
+    let known: Vec<Option<Tensor>> =
+        slots.iter().map(|s| s.frame.map(|f| frame_to_tensor(f, dev)).transpose()).collect::<candle_core::Result<_>>()?;
     let tu = start.len();
     let mut x = Tensor::stack(&start, 0)?.unsqueeze(0)?; // [1, Tu, 3, H, W]
     drop(start);

@@ -4,8 +4,10 @@
 //! Every step draws a batch of windows, and for each a plan covering the three
 //! jobs: a gap of 1..T-2 frames inside the window (infill), a known prefix
 //! (extend forward), a known suffix (extend backward), or one known first
-//! frame (animate). Frames to generate are noised to a logit-normal flow time;
-//! the loss is the MSE of the predicted velocity on those frames only.
+//! frame (animate). Frames to generate are moved to a logit-normal flow time
+//! on the path from their start (noise, or the prior's estimate plus a little
+//! noise, computed exactly as the sampler does) to the truth; the loss is the
+//! MSE of the predicted velocity on those frames only.
 //!
 //! Batches are drawn from an RNG seeded by (seed, step), and the optimiser
 //! state, step and EMA are checkpointed, so `resume` continues a run exactly.
@@ -99,9 +101,11 @@ impl Dataset {
 pub fn random_plan(frames: usize, rng: &mut impl Rng) -> Vec<bool> {
     let t = frames;
     let mut known = vec![false; t];
-    match rng.random_range(0..10) {
+    // Infill is what the default model is measured on most: 70 % of
+    // windows; extension forward 10 %, backward 5 %, animate 15 %.
+    match rng.random_range(0..20) {
         // Infill: a gap with known frames on both sides.
-        0..=4 if t >= 3 => {
+        0..=13 if t >= 3 => {
             let gap = rng.random_range(1..=t - 2);
             let start = rng.random_range(1..=t - 1 - gap);
             for (i, k) in known.iter_mut().enumerate() {
@@ -109,9 +113,9 @@ pub fn random_plan(frames: usize, rng: &mut impl Rng) -> Vec<bool> {
             }
         }
         // Extend forward: a known prefix.
-        5 | 6 => known[..rng.random_range(1..t)].iter_mut().for_each(|k| *k = true),
+        0..=15 => known[..rng.random_range(1..t)].iter_mut().for_each(|k| *k = true),
         // Extend backward: a known suffix.
-        7 => {
+        16 => {
             let n = rng.random_range(1..t);
             known[t - n..].iter_mut().for_each(|k| *k = true);
         }
@@ -121,15 +125,46 @@ pub fn random_plan(frames: usize, rng: &mut impl Rng) -> Vec<bool> {
     known
 }
 
-/// Flow-matching loss of `model` on clips `[B, T, 3, H, W]` with plans `known`.
-/// Samples are run in groups with the same number of known slots (the model
-/// runs known frames as their own pass).
-pub fn flow_loss(model: &Model, clips: &Tensor, known: &[Vec<bool>], rng: &mut impl Rng) -> Result<Tensor> {
+/// The flow's starting estimates for a batch of clips `[B, T, 3, H, W]`
+/// (`frames[b][t]`) under plans `known`, as the sampler computes them at
+/// inference (slots at time positions 0..T); zeros at known slots. `None`
+/// for the noise prior.
+pub fn prior_batch(model: &Model, frames: &[Vec<Frame>], known: &[Vec<bool>]) -> Result<Option<Tensor>> {
+    let dev = model.device();
+    let mut clips = Vec::with_capacity(frames.len());
+    for (clip, plan) in frames.iter().zip(known) {
+        let slots: Vec<(f32, Option<&Frame>)> =
+            clip.iter().zip(plan).enumerate().map(|(i, (f, k))| (i as f32, k.then_some(f))).collect();
+        let Some(est) = crate::tasks::prior::estimates(model.config().prior, &slots)? else { return Ok(None) };
+        let mut est = est.into_iter();
+        let mut ts = Vec::with_capacity(clip.len());
+        for (f, k) in clip.iter().zip(plan) {
+            ts.push(if *k {
+                Tensor::zeros((3, f.height(), f.width()), DType::F32, dev)?
+            } else {
+                frame_to_tensor(&est.next().expect("one estimate per slot to generate"), dev)?
+            });
+        }
+        clips.push(Tensor::stack(&ts, 0)?);
+    }
+    Ok(Some(Tensor::stack(&clips, 0)?))
+}
+
+/// Flow-matching loss of `model` on clips `[B, T, 3, H, W]` with plans `known`
+/// and, for a bridge model, the prior's estimates `priors` (see
+/// [`prior_batch`]). Samples are run in groups with the same number of known
+/// slots (the model runs known frames as their own pass).
+pub fn flow_loss(model: &Model, clips: &Tensor, priors: Option<&Tensor>, known: &[Vec<bool>], rng: &mut impl Rng) -> Result<Tensor> {
     let dev = model.device();
     let (b, t, c, h, w) = clips.dims5()?;
     let normal = rand_distr::StandardNormal;
     let noise: Vec<f32> = (0..b * t * c * h * w).map(|_| normal.sample(rng)).collect();
     let noise = Tensor::from_vec(noise, clips.shape(), dev)?;
+    // Where each path starts (flow time 1).
+    let noise = match priors {
+        Some(p) => (p + (noise * model.config().prior_noise as f64)?)?,
+        None => noise,
+    };
     // Logit-normal flow time per sample, shared by its frames to generate.
     let times: Vec<f32> = (0..b)
         .map(|_| {
@@ -309,26 +344,30 @@ impl Trainer {
     }
 
     /// Draws the batch of step `step` (deterministic in seed and step).
-    fn batch(&self, data: &Dataset, step: usize) -> Result<(Tensor, Vec<Vec<bool>>, rand_chacha::ChaCha8Rng)> {
+    #[allow(clippy::type_complexity)]
+    fn batch(&self, data: &Dataset, step: usize) -> Result<(Tensor, Option<Tensor>, Vec<Vec<bool>>, rand_chacha::ChaCha8Rng)> {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.cfg.seed ^ (step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let dev = self.model.device();
         let mut clips = Vec::with_capacity(self.cfg.batch);
+        let mut raw = Vec::with_capacity(self.cfg.batch);
         let mut plans = Vec::with_capacity(self.cfg.batch);
         for _ in 0..self.cfg.batch {
             let clip = data.clip(self.cfg.frames, self.cfg.crop, self.cfg.still_fraction, &mut rng)?;
             let frames = clip.iter().map(|f| frame_to_tensor(f, dev)).collect::<candle_core::Result<Vec<_>>>()?;
             clips.push(Tensor::stack(&frames, 0)?);
+            raw.push(clip);
             plans.push(random_plan(self.cfg.frames, &mut rng));
         }
-        Ok((Tensor::stack(&clips, 0)?, plans, rng))
+        let priors = prior_batch(&self.model, &raw, &plans)?;
+        Ok((Tensor::stack(&clips, 0)?, priors, plans, rng))
     }
 
     /// Runs one optimisation step.
     pub fn train_step(&mut self, data: &Dataset) -> Result<StepReport> {
         let started = std::time::Instant::now();
         let step = self.opt.step;
-        let (clips, plans, mut rng) = self.batch(data, step)?;
-        let loss = flow_loss(&self.model, &clips, &plans, &mut rng)?;
+        let (clips, priors, plans, mut rng) = self.batch(data, step)?;
+        let loss = flow_loss(&self.model, &clips, priors.as_ref(), &plans, &mut rng)?;
         let grads = loss.backward()?;
         let lr = self.lr_at(step);
         let grad_norm = self.opt.step(&grads, lr, self.cfg.weight_decay, self.cfg.clip_norm)?;
@@ -419,6 +458,6 @@ mod tests {
                 back += 1;
             }
         }
-        assert!(infill > 100 && fwd > 40 && back > 15 && anim > 40, "{infill} {fwd} {back} {anim}");
+        assert!(infill > 240 && fwd > 20 && back > 8 && anim > 35, "{infill} {fwd} {back} {anim}");
     }
 }
