@@ -42,5 +42,5 @@ pub mod train;
 
 pub use error::{Result, WeftError};
 pub use frame::Frame;
-pub use model::{Config, Model, Prior};
+pub use model::{Config, Model, Prior, WeightDtype};
 pub use tasks::{Direction, GenerateOptions, Plan, Slot, animate, extend, generate, infill, run_plan, schedule};

@@ -51,6 +51,25 @@ enum ModelCmd {
     },
     /// Load a model (DIR, or the embedded one) and print its config and size.
     Info { dir: Option<PathBuf> },
+    /// Write the shipping model of a training run (its EMA weights, or the
+    /// raw ones when it keeps no EMA, at its last checkpoint) to OUT, stored
+    /// in DTYPE.
+    Export {
+        run: PathBuf,
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+        /// Replace an existing model in OUT.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Dtype {
+    F32,
+    F16,
+    Bf16,
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -74,6 +93,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             println!("{}", serde_json::to_string_pretty(model.config())?);
             println!("parameters: {}", model.num_parameters());
+        }
+        Command::Model(ModelCmd::Export { run, out, dtype, overwrite }) => {
+            if out.join("model.safetensors").exists() && !overwrite {
+                anyhow::bail!("{} already holds a model (use --overwrite to replace it)", out.display());
+            }
+            let dtype = match dtype {
+                Dtype::F32 => weft::WeightDtype::F32,
+                Dtype::F16 => weft::WeightDtype::F16,
+                Dtype::Bf16 => weft::WeightDtype::Bf16,
+            };
+            let (step, model) = weft::train::export(&run, &out, dtype)?;
+            println!("wrote {} (step {step}, {} parameters, {}) to {}", run.display(), model.num_parameters(), dtype.name(), out.display());
         }
         #[cfg(feature = "ffmpeg")]
         Command::Video(cmd) => video::run(cmd)?,
@@ -391,10 +422,10 @@ mod learn {
             #[arg(long, default_value_t = 4)]
             batch: usize,
             /// Frame slots per training window.
-            #[arg(long, default_value_t = 6)]
+            #[arg(long, default_value_t = 8)]
             frames: usize,
             /// Crop size WxH of training windows.
-            #[arg(long, default_value = "64x64")]
+            #[arg(long, default_value = "128x128")]
             crop: String,
             #[arg(long, default_value_t = 3e-4)]
             lr: f64,

@@ -288,6 +288,7 @@ fn loader_names_missing_and_broken_files() {
 
 #[test]
 fn embedded_model_is_a_clear_error_until_trained() {
+    // models/default/ holds no model yet: build.rs compiles none in.
     let err = Model::embedded().unwrap_err();
     assert!(err.to_string().contains("no embedded model"), "{err}");
 }

@@ -320,3 +320,23 @@ fn a_failing_sink_stops_the_plan_with_its_own_error() {
     let err = weft::run_plan(&m, &plan, &bad, |_, _| Ok::<(), Mine>(())).unwrap_err();
     assert!(matches!(err, Mine::Weft(ref s) if s.contains("steps")), "{err:?}");
 }
+
+#[test]
+fn a_gap_longer_than_a_window_starts_from_its_real_bracketing_frames() {
+    // A 7-frame gap with window 4 takes several windows, later ones seeing
+    // generated frames as context; every slot's start is still the motion
+    // estimate between the two real frames around the gap. With a very low
+    // strength the output stays at that start, so each frame must match the
+    // direct interpolation of the real pair at its own time.
+    let (a, b) = (common::pattern(32, 24, 0), common::pattern(32, 24, 8));
+    let m = Model::untrained(&Config { prior: Prior::Motion, ..Config::tiny() }, 5, &candle_core::Device::Cpu).unwrap();
+    let o = GenerateOptions { steps: 1, strength: 0.01, window: Some(4), ..opts(3) };
+    let plan = Plan::infill(std::slice::from_ref(&a), 7, std::slice::from_ref(&b));
+    assert!(weft::schedule(&plan, 4, 2).unwrap().len() > 1, "the gap needs several windows");
+    let out = weft::infill(&m, &[a.clone()], &[b.clone()], 7, &o).unwrap();
+    let direct = weft::eval::motion(&a, &b, 7);
+    for (i, (got, want)) in out.iter().zip(&direct).enumerate() {
+        let diff = weft::analysis::mean_abs_diff(got, want);
+        assert!(diff < 1.0, "frame {i}: {diff} levels from the real pair's interpolation");
+    }
+}

@@ -96,3 +96,24 @@ fn training_starts_each_frame_from_the_estimate_the_sampler_uses() {
     let m = weft::Model::untrained(&Config { prior: weft::Prior::Noise, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
     assert!(weft::train::prior_batch(&m, &[frames], &plan).unwrap().is_none());
 }
+
+#[test]
+fn export_writes_the_ema_in_the_shipping_dtype() {
+    let d = data();
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trainer::new(&Config::tiny(), cfg(4), dir.path().join("run"), &Device::Cpu).unwrap();
+    t.run(&d, |_| {}).unwrap();
+    let out = dir.path().join("ship");
+    let (step, m) = weft::train::export(&dir.path().join("run"), &out, weft::WeightDtype::F16).unwrap();
+    assert_eq!(step, 4);
+    assert_eq!(m.config().weight_dtype, weft::WeightDtype::F16);
+    let ema = t.final_model();
+    for ((name, a), (_, b)) in m.named_vars().into_iter().zip(ema.named_vars()) {
+        let diff = (a.as_tensor() - b.as_tensor()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = b.as_tensor().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff <= scale * 1e-3 + 1e-6, "{name}: f16 copy off by {diff}");
+    }
+    // A directory that holds no run is named.
+    let err = weft::train::export(&dir.path().join("nope"), &out, weft::WeightDtype::F16).unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}

@@ -195,9 +195,11 @@ impl Model {
                 vec![0.0; n]
             } else {
                 let fan_in = if dims.len() == 2 { dims[1] } else { 1 };
-                // A bridge model starts close to its prior: a near-zero output layer.
+                // A bridge model starts at its prior: a near-zero output layer
+                // (not exactly zero, so that every tensor gets a gradient from
+                // the first step).
                 let gain = if name.starts_with("final.linear") && cfg.prior != Prior::Noise {
-                    0.02
+                    1e-3
                 } else if name.contains("ada") || name.starts_with("final.linear") {
                     0.5
                 } else {
@@ -228,8 +230,22 @@ impl Model {
         weights::load_bytes(cfg, safetensors, Path::new("<memory>"), device)
     }
 
-    /// The default model compiled into the library.
+    /// The default model compiled into the library (`models/default/`, see
+    /// its README for how it was trained), on the CPU. Fails with
+    /// [`WeftError::NoEmbeddedModel`] in a build made without one.
     pub fn embedded() -> Result<Self> {
+        #[cfg(weft_default_model)]
+        {
+            const CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/config.json"));
+            const WEIGHTS: &[u8] =
+                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/model.safetensors"));
+            let cfg: Config = serde_json::from_str(CONFIG).map_err(|e| WeftError::Config {
+                path: "<embedded>/config.json".into(),
+                reason: e.to_string(),
+            })?;
+            weights::load_bytes(&cfg, WEIGHTS, Path::new("<embedded>/model.safetensors"), &Device::Cpu)
+        }
+        #[cfg(not(weft_default_model))]
         Err(WeftError::NoEmbeddedModel)
     }
 

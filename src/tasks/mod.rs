@@ -253,6 +253,14 @@ pub fn run_plan<E: From<WeftError>>(
             }
         }
     }
+    // Real known positions in order, for the bracket of every slot to generate.
+    let known_pos: std::collections::BTreeSet<i64> = known.keys().copied().collect();
+    let bracket = |p: i64| -> Option<prior::Bracket<'_>> {
+        let a = *known_pos.range(..p).next_back()?;
+        let b = *known_pos.range(p + 1..).next()?;
+        Some(prior::Bracket { key: (a, b), a: known[&a], b: known[&b], s: (p - a) as f32 / (b - a) as f32 })
+    };
+    let mut pairs = prior::PairCache::default();
     let mut cache: HashMap<i64, Frame> = HashMap::new();
     for (wi, w) in windows.iter().enumerate() {
         let origin = *w.generate.iter().min().expect("every window generates");
@@ -269,9 +277,18 @@ pub fn run_plan<E: From<WeftError>>(
             .chain(w.generate.iter().map(|p| (*p, None)))
             .collect();
         slots.sort_by_key(|s| s.0);
-        let wslots: Vec<WindowSlot<'_>> =
-            slots.iter().map(|(p, f)| WindowSlot { tpos: (p - origin) as f32, frame: *f }).collect();
-        let generated = sample_window(model, &wslots, size, opts.steps, opts.strength, chunk_seed(opts.seed, origin))?;
+        let wslots: Vec<WindowSlot<'_>> = slots
+            .iter()
+            .map(|(p, f)| WindowSlot {
+                tpos: (p - origin) as f32,
+                frame: *f,
+                bracket: if f.is_none() { bracket(*p) } else { None },
+            })
+            .collect();
+        // Motion pairs of gaps that end before this window are done with.
+        pairs.retain(|&(_, b)| b > origin);
+        let generated =
+            sample_window(model, &wslots, size, opts.steps, opts.strength, chunk_seed(opts.seed, origin), &mut pairs)?;
         let in_time: Vec<i64> = slots.iter().filter(|s| s.1.is_none()).map(|s| s.0).collect();
         drop(wslots);
         drop(slots);

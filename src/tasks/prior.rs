@@ -6,6 +6,13 @@
 //! a slot with known frames on one side only (extension, animate) starts from
 //! the nearest one held. Training computes the very same estimates on its
 //! windows, so the model learns the path from exactly what inference gives it.
+//!
+//! At inference a gap longer than a model window is generated window by
+//! window, later windows seeing earlier generated frames as context. The
+//! in-between estimate is still taken between the *real* frames that bracket
+//! the gap ([`Bracket`]), never from a generated frame: re-estimating motion
+//! from an estimate compounds its errors, and the motion pair of a gap is
+//! estimated once for all its windows ([`PairCache`]).
 
 use std::collections::HashMap;
 
@@ -21,29 +28,79 @@ pub(crate) fn cross_fade(a: &Frame, b: &Frame, s: f32) -> Frame {
     Frame::from_rgb(a.width(), a.height(), data).expect("same size as a")
 }
 
+/// The real known frames on both sides of a slot to generate: the plan
+/// positions of the two (the key of their motion pair), the frames, and the
+/// slot's fraction of the way from the first to the second.
+#[derive(Clone, Copy)]
+pub(crate) struct Bracket<'f> {
+    pub key: (i64, i64),
+    pub a: &'f Frame,
+    pub b: &'f Frame,
+    pub s: f32,
+}
+
+/// Motion pairs keyed by the plan positions of their two frames, so every
+/// window of one gap reuses the motion estimated for it.
+#[derive(Default)]
+pub(crate) struct PairCache {
+    pairs: HashMap<(i64, i64), MotionPair>,
+}
+
+impl PairCache {
+    /// Drops every pair but those whose key satisfies `keep`.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&(i64, i64)) -> bool) {
+        self.pairs.retain(|k, _| keep(k));
+    }
+}
+
+fn between(prior: Prior, cache: &mut PairCache, br: Bracket<'_>) -> Frame {
+    let s = br.s.clamp(0.0, 1.0);
+    match prior {
+        Prior::Motion => {
+            cache.pairs.entry(br.key).or_insert_with(|| MotionPair::estimate(br.a, br.b)).interpolate(br.a, br.b, s)
+        }
+        _ => cross_fade(br.a, br.b, s),
+    }
+}
+
 /// The starting estimate of every slot to generate, in slot order, given the
 /// time position of every slot and the frames of the known ones. `None` for
 /// the `noise` prior. Fails when no slot is known.
 pub(crate) fn estimates(prior: Prior, slots: &[(f32, Option<&Frame>)]) -> Result<Option<Vec<Frame>>> {
+    estimates_bracketed(prior, slots, &vec![None; slots.len()], &mut PairCache::default())
+}
+
+/// Like [`estimates`], but a slot to generate with a bracket of real known
+/// frames (`brackets[i]`) is estimated between those, whatever the window
+/// holds; the others from the window's own nearest frames.
+pub(crate) fn estimates_bracketed(
+    prior: Prior,
+    slots: &[(f32, Option<&Frame>)],
+    brackets: &[Option<Bracket<'_>>],
+    cache: &mut PairCache,
+) -> Result<Option<Vec<Frame>>> {
     if prior == Prior::Noise {
         return Ok(None);
     }
-    let mut pairs: HashMap<(usize, usize), MotionPair> = HashMap::new();
     let mut out = Vec::new();
+    let mut local = PairCache::default();
     for (i, (t, f)) in slots.iter().enumerate() {
         if f.is_some() {
+            continue;
+        }
+        if let Some(b) = brackets[i] {
+            out.push(between(prior, cache, b));
             continue;
         }
         let before = (0..i).rev().find(|&j| slots[j].1.is_some());
         let after = (i + 1..slots.len()).find(|&j| slots[j].1.is_some());
         let est = match (before, after) {
             (Some(a), Some(b)) => {
-                let (fa, fb) = (slots[a].1.expect("known"), slots[b].1.expect("known"));
-                let s = ((t - slots[a].0) / (slots[b].0 - slots[a].0)).clamp(0.0, 1.0);
-                match prior {
-                    Prior::Motion => pairs.entry((a, b)).or_insert_with(|| MotionPair::estimate(fa, fb)).interpolate(fa, fb, s),
-                    _ => cross_fade(fa, fb, s),
-                }
+                let (a_, b_) = (slots[a].1.expect("known"), slots[b].1.expect("known"));
+                let s = (t - slots[a].0) / (slots[b].0 - slots[a].0);
+                // Window-local pairs: keyed by slot index, in a cache of this
+                // window's own.
+                between(prior, &mut local, Bracket { key: (a as i64, b as i64), a: a_, b: b_, s })
             }
             (Some(j), None) | (None, Some(j)) => slots[j].1.expect("known").clone(),
             (None, None) => return Err(WeftError::BadPlan("a window has no known frame to start from".into())),

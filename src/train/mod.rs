@@ -53,7 +53,7 @@ impl Default for TrainConfig {
         Self {
             steps: 20_000,
             batch: 4,
-            frames: 6,
+            frames: 8,
             crop: (64, 64),
             lr: 3e-4,
             warmup: 500,
@@ -165,11 +165,19 @@ pub fn flow_loss(model: &Model, clips: &Tensor, priors: Option<&Tensor>, known: 
         Some(p) => (p + (noise * model.config().prior_noise as f64)?)?,
         None => noise,
     };
-    // Logit-normal flow time per sample, shared by its frames to generate.
+    // Flow time per sample, shared by its frames to generate. From noise:
+    // logit-normal. A bridge decides most at t = 1 (its first sampling step
+    // starts from the estimate itself), where logit-normal draws almost
+    // nothing: half the samples are put exactly there, the rest uniform.
+    let bridge = priors.is_some();
     let times: Vec<f32> = (0..b)
         .map(|_| {
-            let n: f32 = normal.sample(rng);
-            1.0 / (1.0 + (-n).exp())
+            if bridge {
+                if rng.random_bool(0.5) { 1.0 } else { rng.random_range(0.0f32..1.0) }
+            } else {
+                let n: f32 = normal.sample(rng);
+                1.0 / (1.0 + (-n).exp())
+            }
         })
         .collect();
     let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
@@ -424,6 +432,21 @@ impl Trainer {
         }
         self.checkpoint()
     }
+}
+
+/// Writes the shipping model of the run checkpointed in `run` (its EMA
+/// weights, or the raw ones for a run without EMA) to `out`, stored in
+/// `dtype`. Returns the checkpoint's step and the model as written.
+pub fn export(run: &Path, out: &Path, dtype: crate::model::WeightDtype) -> Result<(usize, Model)> {
+    let state_path = run.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state_path).map_err(|e| WeftError::Io { path: state_path.clone(), source: e })?;
+    let state: State =
+        serde_json::from_str(&text).map_err(|e| WeftError::Config { path: state_path.clone(), reason: e.to_string() })?;
+    let src = if state.train.ema_decay > 0.0 { run.join("ema") } else { run.join("model") };
+    let model = Model::load(&src)?;
+    let cfg = Config { weight_dtype: dtype, ..model.config().clone() };
+    save_as(&model, &cfg, out)?;
+    Ok((state.step, Model::load(out)?))
 }
 
 /// Saves `model` with another storage dtype (checkpoints keep full f32).
