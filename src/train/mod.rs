@@ -54,7 +54,7 @@ impl Default for TrainConfig {
             steps: 20_000,
             batch: 4,
             frames: 8,
-            crop: (64, 64),
+            crop: (128, 128),
             lr: 3e-4,
             warmup: 500,
             weight_decay: 0.01,
@@ -309,10 +309,7 @@ impl Trainer {
     /// Continues the run checkpointed in `dir` exactly where it stopped.
     pub fn resume(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
-        let state_path = dir.join(STATE_FILE);
-        let text = std::fs::read_to_string(&state_path).map_err(|e| WeftError::Io { path: state_path.clone(), source: e })?;
-        let state: State = serde_json::from_str(&text)
-            .map_err(|e| WeftError::Config { path: state_path.clone(), reason: e.to_string() })?;
+        let state = read_state(dir)?;
         let model = Model::load_on(dir.join("model"), device)?;
         let ema = if state.train.ema_decay > 0.0 { Some(Model::load_on(dir.join("ema"), device)?) } else { None };
         let mut opt = AdamW::new(model.named_vars())?;
@@ -434,14 +431,18 @@ impl Trainer {
     }
 }
 
+/// The step and settings of the run checkpointed in `dir`.
+fn read_state(dir: &Path) -> Result<State> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| WeftError::Io { path: path.clone(), source: e })?;
+    serde_json::from_str(&text).map_err(|e| WeftError::Config { path, reason: e.to_string() })
+}
+
 /// Writes the shipping model of the run checkpointed in `run` (its EMA
 /// weights, or the raw ones for a run without EMA) to `out`, stored in
 /// `dtype`. Returns the checkpoint's step and the model as written.
 pub fn export(run: &Path, out: &Path, dtype: crate::model::WeightDtype) -> Result<(usize, Model)> {
-    let state_path = run.join(STATE_FILE);
-    let text = std::fs::read_to_string(&state_path).map_err(|e| WeftError::Io { path: state_path.clone(), source: e })?;
-    let state: State =
-        serde_json::from_str(&text).map_err(|e| WeftError::Config { path: state_path.clone(), reason: e.to_string() })?;
+    let state = read_state(run)?;
     let src = if state.train.ema_decay > 0.0 { run.join("ema") } else { run.join("model") };
     let model = Model::load(&src)?;
     let cfg = Config { weight_dtype: dtype, ..model.config().clone() };
