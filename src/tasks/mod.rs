@@ -253,12 +253,18 @@ pub fn run_plan<E: From<WeftError>>(
             }
         }
     }
-    // Real known positions in order, for the bracket of every slot to generate.
+    // Real known positions in order, for the basis of every slot to
+    // generate: the real frames around it, or the plan's only still.
     let known_pos: std::collections::BTreeSet<i64> = known.keys().copied().collect();
-    let bracket = |p: i64| -> Option<prior::Bracket<'_>> {
+    let basis = |p: i64| -> Option<prior::Basis<'_>> {
+        if known_pos.len() == 1 {
+            let k = *known_pos.first().expect("one");
+            return Some(prior::Basis::Camera { still: known[&k], d: (p - k) as f32 });
+        }
         let a = *known_pos.range(..p).next_back()?;
         let b = *known_pos.range(p + 1..).next()?;
-        Some(prior::Bracket { key: (a, b), a: known[&a], b: known[&b], s: (p - a) as f32 / (b - a) as f32 })
+        let s = (p - a) as f32 / (b - a) as f32;
+        Some(prior::Basis::Between(prior::Bracket { key: (a, b), a: known[&a], b: known[&b], s }))
     };
     let mut pairs = prior::PairCache::default();
     let mut cache: HashMap<i64, Frame> = HashMap::new();
@@ -282,7 +288,7 @@ pub fn run_plan<E: From<WeftError>>(
             .map(|(p, f)| WindowSlot {
                 tpos: (p - origin) as f32,
                 frame: *f,
-                bracket: if f.is_none() { bracket(*p) } else { None },
+                basis: if f.is_none() { basis(*p) } else { None },
             })
             .collect();
         // Motion pairs of gaps that end before this window are done with.

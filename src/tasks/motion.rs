@@ -331,7 +331,7 @@ pub fn interpolate(a: &Frame, b: &Frame, tau: f32) -> Frame {
 
 /// Bilinear RGB sample of packed `data` at (x, y), clamped at the edges.
 #[inline]
-fn sample(data: &[u8], w: usize, h: usize, x: f32, y: f32) -> [f32; 3] {
+pub(crate) fn sample(data: &[u8], w: usize, h: usize, x: f32, y: f32) -> [f32; 3] {
     let x = x.clamp(0.0, (w - 1) as f32);
     let y = y.clamp(0.0, (h - 1) as f32);
     let (x0, y0) = (x as usize, y as usize); // floor: both non-negative

@@ -15,15 +15,16 @@ use crate::error::Result;
 use crate::frame::Frame;
 use crate::model::{Model, Prior};
 
-use super::prior::{Bracket, PairCache};
+use super::prior::{Basis, PairCache};
 
 /// One slot of a model window: its time position and, if known, its frame;
-/// for a slot to generate, the real frames bracketing it in the plan, if any
-/// (its prior is estimated between those, see `tasks::prior`).
+/// for a slot to generate, where its estimate comes from in the plan, if
+/// anywhere (the real frames around it, or the plan's only still; see
+/// `tasks::prior`).
 pub(crate) struct WindowSlot<'f> {
     pub tpos: f32,
     pub frame: Option<&'f Frame>,
-    pub bracket: Option<Bracket<'f>>,
+    pub basis: Option<Basis<'f>>,
 }
 
 /// Packed RGB -> `[3, H, W]` f32 in [-1, 1].
@@ -74,14 +75,14 @@ pub(crate) fn sample_window(
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let cfg = model.config();
     let estimate_slots: Vec<(f32, Option<&Frame>)> = slots.iter().map(|s| (s.tpos, s.frame)).collect();
-    let brackets: Vec<Option<Bracket<'_>>> = slots.iter().map(|s| s.bracket).collect();
+    let bases: Vec<Option<Basis<'_>>> = slots.iter().map(|s| s.basis).collect();
     // The flow's start: the prior's estimates (a bridge), or for the noise
     // prior the cross-fade only when starting part-way (strength < 1).
     let prior = match cfg.prior {
         Prior::Noise if strength < 1.0 => {
-            super::prior::estimates_bracketed(Prior::Blend, &estimate_slots, &brackets, pairs)?
+            super::prior::estimates_from(Prior::Blend, &estimate_slots, &bases, pairs)?
         }
-        p => super::prior::estimates_bracketed(p, &estimate_slots, &brackets, pairs)?,
+        p => super::prior::estimates_from(p, &estimate_slots, &bases, pairs)?,
     };
     let mut start = Vec::new();
     for k in 0..slots.iter().filter(|s| s.frame.is_none()).count() {
