@@ -11,7 +11,10 @@
 //! cuts g frames between known frames i and i+g+1 and fills them with (a) a
 //! cross-fade and (b) the interpolator; prints the mean PSNR (RGB, peak 255)
 //! over the filled frames. Pairs more than 40 luma levels apart on average
-//! (scene cuts) are skipped. Bench mode: times estimate and interpolate on the
+//! (scene cuts) are skipped. Then extension: from frames i-1 and i, frames
+//! +1..+4 by holding frame i, by continuing the motion (damped by 1 and 0.5),
+//! and "checked" (continued only where continuing the motion of i-2, i-1
+//! predicts frame i better than holding, the `motion` prior's rule). Bench mode: times estimate and interpolate on the
 //! first and second frames scaled to W x H (default 640x480). Set
 //! `MC_VERBOSE=1` for per-position figures.
 
@@ -140,5 +143,36 @@ fn main() {
         let (mb, mm) = (sb / count.max(1) as f64, sm / count.max(1) as f64);
         println!("{gap:>4} {pairs:>6} {mb:>10.2} {mm:>10.2} {:>+8.2}", mm - mb);
     }
+    // Extension: frames i-1, i known; +1..+4 predicted by holding frame i
+    // and by continuing the motion (damped by 1 and 0.5).
+    println!("extension +1..+4: hold | extrapolated x1 | x0.5 | checked (continued only where it predicts frame i from i-2, i-1 better than holding)");
+    let (mut sh, mut s1, mut s5, mut sc, mut cnt, mut used) = ([0.0; 4], [0.0; 4], [0.0; 4], [0.0; 4], 0usize, 0usize);
+    if n >= 6 {
+        let last = n - 5;
+        let mut positions: Vec<usize> = (0..10).map(|k| 2 + k * (last - 2) / 9).collect();
+        positions.dedup();
+        for &i in &positions {
+            let (a, b) = (&frames[i - 1], &frames[i]);
+            if (1..=4).any(|k| mean_luma_diff(b, &frames[i + k]) > 40.0) || mean_luma_diff(a, b) > 40.0 {
+                continue;
+            }
+            cnt += 1;
+            let pair = motion::MotionPair::estimate(a, b);
+            let c = &frames[i - 2];
+            let back = motion::MotionPair::estimate(c, a).extrapolate(c, a, 1.0, 1.0);
+            let trust = psnr(&back, b) > psnr(a, b);
+            used += trust as usize;
+            for k in 1..=4 {
+                let truth = &frames[i + k];
+                sh[k - 1] += psnr(b, truth);
+                s1[k - 1] += psnr(&pair.extrapolate(a, b, k as f32, 1.0), truth);
+                s5[k - 1] += psnr(&pair.extrapolate(a, b, k as f32, 0.5), truth);
+                sc[k - 1] += if trust { psnr(&pair.extrapolate(a, b, k as f32, 1.0), truth) } else { psnr(b, truth) };
+            }
+        }
+    }
+    let c = cnt.max(1) as f64;
+    let row = |s: [f64; 4]| s.iter().map(|v| format!("{:6.2}", v / c)).collect::<Vec<_>>().join(" ");
+    println!("  {cnt} positions: {} | {} | {} | {} ({used} continued)", row(sh), row(s1), row(s5), row(sc));
     println!("({:.1} s)", t0.elapsed().as_secs_f64());
 }

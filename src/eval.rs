@@ -5,8 +5,10 @@
 //! before the gap) and **blend** (linear cross-fade across the gap); the
 //! filled frames are scored against the truth (PSNR, SSIM). The **motion**
 //! column is the motion-compensated interpolation alone (the estimate a
-//! `motion`-prior model starts from), so the table shows what the model adds. Extension scores
-//! frames +1..+k against the truth for weft and hold. Animate reports the
+//! `motion`-prior model starts from), so the table shows what the model adds.
+//! Extension continues `2 * context` known frames (at least 3) at the same
+//! positions and scores frames +1..+k against the truth for weft and hold
+//! (mean of per-position dB). Animate reports the
 //! first frame's PSNR against the still, the mean frame-to-frame change (it
 //! must move, and must not blow up) and the colour drift of the last frame.
 //! Positions whose span crosses a scene cut are skipped (no method can fill
@@ -75,6 +77,8 @@ pub struct GapResult {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ExtendResult {
+    /// Positions measured (some may be skipped at cuts).
+    pub positions: usize,
     /// PSNR of frames +1..+n, weft.
     pub weft_psnr: Vec<f64>,
     /// PSNR of frames +1..+n, holding the last frame.
@@ -261,26 +265,38 @@ pub fn evaluate_clip(model: &Model, name: &str, frames: &[Frame], opts: &EvalOpt
         });
     }
 
-    // Extension from the middle of the clip.
+    // Extension at `positions` places spread over the clip, from enough known
+    // frames that a motion prior can check its motion (see `tasks::prior`).
     let n = opts.extend_frames;
-    let ext_ctx = ctx.max(2);
+    let ext_ctx = (2 * ctx).max(3);
     let extend = if n > 0 && frames.len() >= ext_ctx + n {
-        let start = (frames.len() - ext_ctx - n) / 2;
-        let known = &frames[start..start + ext_ctx];
-        let truth = &frames[start + ext_ctx..start + ext_ctx + n];
-        if has_cut(&frames[start..start + ext_ctx + n], opts.scene_threshold) {
-            None
-        } else {
+        let room = frames.len() - ext_ctx - n;
+        let (mut wsum, mut hsum, mut count) = (vec![0.0; n], vec![0.0; n], 0usize);
+        for k in 0..opts.positions.max(1) {
+            let start = room * (2 * k + 1) / (2 * opts.positions.max(1));
+            if has_cut(&frames[start..start + ext_ctx + n], opts.scene_threshold) {
+                continue;
+            }
+            let known = &frames[start..start + ext_ctx];
+            let truth = &frames[start + ext_ctx..start + ext_ctx + n];
+            let mut g = opts.generate.clone();
+            g.seed = g.seed.wrapping_add(k as u64);
             let t0 = Instant::now();
-            let out = tasks::extend(model, known, n, Direction::Forward, &opts.generate)?;
+            let out = tasks::extend(model, known, n, Direction::Forward, &g)?;
             gen_secs += t0.elapsed().as_secs_f64();
             generated += n;
             let last = &known[ext_ctx - 1];
-            Some(ExtendResult {
-                weft_psnr: out.iter().zip(truth).map(|(a, b)| psnr(&[(a, b)])).collect(),
-                hold_psnr: truth.iter().map(|b| psnr(&[(last, b)])).collect(),
-            })
+            for (i, (a, b)) in out.iter().zip(truth).enumerate() {
+                wsum[i] += psnr(&[(a, b)]).min(100.0);
+                hsum[i] += psnr(&[(last, b)]).min(100.0);
+            }
+            count += 1;
         }
+        (count > 0).then(|| ExtendResult {
+            positions: count,
+            weft_psnr: wsum.iter().map(|v| v / count as f64).collect(),
+            hold_psnr: hsum.iter().map(|v| v / count as f64).collect(),
+        })
     } else {
         None
     };
@@ -352,12 +368,12 @@ pub fn table(reports: &[ClipReport]) -> String {
         }
     }
     writeln!(s).unwrap();
-    writeln!(s, "{:<24} | extension PSNR +1..+n: weft / hold", "clip").unwrap();
+    writeln!(s, "{:<24} | extension PSNR +1..+n: weft / hold (positions)", "clip").unwrap();
     for r in reports {
         match &r.extend {
             Some(e) => {
                 let row = |v: &[f64]| v.iter().map(|x| fmt(*x)).collect::<Vec<_>>().join(" ");
-                writeln!(s, "{:<24} | {} / {}", r.name, row(&e.weft_psnr), row(&e.hold_psnr)).unwrap();
+                writeln!(s, "{:<24} | {} / {} ({})", r.name, row(&e.weft_psnr), row(&e.hold_psnr), e.positions).unwrap();
             }
             None => writeln!(s, "{:<24} | skipped (clip too short or a cut)", r.name).unwrap(),
         }

@@ -16,7 +16,7 @@ fn eval_reports_every_gap_extension_and_animate() {
         assert!(g.blend.psnr.is_finite() && g.hold.psnr.is_finite() && g.weft.psnr.is_finite());
     }
     let e = r.extend.as_ref().unwrap();
-    assert_eq!((e.weft_psnr.len(), e.hold_psnr.len()), (4, 4));
+    assert_eq!((e.weft_psnr.len(), e.hold_psnr.len(), e.positions), (4, 4, 2));
     assert!(r.animate.frame0_psnr.is_infinite(), "the still is frame 0, unchanged");
     assert!(r.animate.motion > 0.0);
     assert!(r.seconds_per_generated_frame > 0.0);

@@ -348,16 +348,7 @@ fn animate_with_a_motion_prior_pushes_in_through_every_window() {
     // window (here 12 frames in windows of 4), so the clip keeps moving, away
     // from the still, without drifting in colour. Low strength keeps the
     // output at that start.
-    let mut px = Vec::new();
-    for y in 0..32 {
-        for x in 0..48 {
-            for c in 0..3 {
-                let (x, y, c) = (x as f32, y as f32, c as f32);
-                px.push((128.0 + 60.0 * (x * 0.45 + c).sin() + 50.0 * (y * 0.37 - c).cos()).round() as u8);
-            }
-        }
-    }
-    let still = Frame::from_rgb(48, 32, px).unwrap();
+    let still = smooth(48, 32, 0.0, 0.0);
     let m = Model::untrained(&Config { prior: Prior::Motion, ..Config::tiny() }, 6, &candle_core::Device::Cpu).unwrap();
     let o = GenerateOptions { steps: 1, strength: 0.01, window: Some(4), ..opts(3) };
     let out = weft::animate(&m, &still, 12, &o).unwrap();
@@ -374,4 +365,63 @@ fn animate_with_a_motion_prior_pushes_in_through_every_window() {
     }
     // Same seed, same clip.
     assert_eq!(weft::animate(&m, &still, 12, &o).unwrap(), out);
+}
+
+/// A smooth, non-repeating colour texture seen through a window moved by (ox, oy).
+fn smooth(w: usize, h: usize, ox: f32, oy: f32) -> Frame {
+    let mut px = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..3 {
+                let (x, y, k) = (x as f32 + ox, y as f32 + oy, c as f32);
+                let v = 128.0
+                    + 50.0 * (x * 0.21 + k + (y * 0.13).sin() * 2.0).sin()
+                    + 40.0 * (y * 0.17 - k * 0.7 + (x * 0.09).cos() * 1.5).cos()
+                    + 25.0 * ((x + y) * 0.31 + k * 1.3).sin();
+                px.push(v.round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    Frame::from_rgb(w, h, px).unwrap()
+}
+
+#[test]
+fn extension_with_a_motion_prior_continues_the_motion_through_every_window() {
+    // A pan of 1.5 px a frame: extending 9 frames in windows of 4 starts
+    // every frame from the motion of the last two real frames continued to
+    // its time, so each beats holding the last frame (away from the borders,
+    // where the pan brings in what no frame has seen).
+    let clip: Vec<Frame> = (0..14).map(|k| smooth(64, 48, 1.5 * k as f32, 0.0)).collect();
+    let m = Model::untrained(&Config { prior: Prior::Motion, ..Config::tiny() }, 7, &candle_core::Device::Cpu).unwrap();
+    let o = GenerateOptions { steps: 1, strength: 0.01, window: Some(4), ..opts(3) };
+    let inner = |f: &Frame| {
+        let mut d = Vec::new();
+        for y in 8..40 {
+            for x in 16..48 {
+                d.extend_from_slice(&f.pixel(x, y));
+            }
+        }
+        Frame::from_rgb(32, 32, d).unwrap()
+    };
+    for dir in [Direction::Forward, Direction::Backward] {
+        let (known, truth): (&[Frame], Vec<&Frame>) = match dir {
+            Direction::Forward => (&clip[..5], clip[5..].iter().collect()),
+            Direction::Backward => (&clip[9..], clip[..9].iter().collect()),
+        };
+        let out = weft::extend(&m, known, 9, dir, &o).unwrap();
+        let held = if dir == Direction::Forward { &known[4] } else { &known[0] };
+        for (k, (got, want)) in out.iter().zip(&truth).enumerate() {
+            let p = weft::eval::psnr(&[(&inner(got), &inner(want))]);
+            let h = weft::eval::psnr(&[(&inner(held), &inner(want))]);
+            assert!(p > h + 6.0, "{dir:?} frame {k}: {p:.2} dB, holding {h:.2} dB");
+        }
+    }
+    // Back-and-forth footage: continuing the last motion would have predicted
+    // the last known frame worse than holding, so the last frame is held.
+    let jitter: Vec<Frame> = (0..5).map(|k| smooth(64, 48, 3.0 * (k % 2) as f32, 0.0)).collect();
+    let out = weft::extend(&m, &jitter, 3, Direction::Forward, &o).unwrap();
+    for (k, f) in out.iter().enumerate() {
+        let d = weft::analysis::mean_abs_diff(f, &jitter[4]);
+        assert!(d < 1.0, "frame {k} is {d} levels from the held frame");
+    }
 }

@@ -253,19 +253,10 @@ pub fn run_plan<E: From<WeftError>>(
             }
         }
     }
-    // Real known positions in order, for the basis of every slot to
-    // generate: the real frames around it, or the plan's only still.
-    let known_pos: std::collections::BTreeSet<i64> = known.keys().copied().collect();
-    let basis = |p: i64| -> Option<prior::Basis<'_>> {
-        if known_pos.len() == 1 {
-            let k = *known_pos.first().expect("one");
-            return Some(prior::Basis::Camera { still: known[&k], d: (p - k) as f32 });
-        }
-        let a = *known_pos.range(..p).next_back()?;
-        let b = *known_pos.range(p + 1..).next()?;
-        let s = (p - a) as f32 / (b - a) as f32;
-        Some(prior::Basis::Between(prior::Bracket { key: (a, b), a: known[&a], b: known[&b], s }))
-    };
+    // Real known frames by position, for the basis of every slot to
+    // generate (`prior::basis_at`).
+    let known_at: std::collections::BTreeMap<i64, (f32, &Frame)> =
+        known.iter().map(|(p, f)| (*p, (*p as f32, *f))).collect();
     let mut pairs = prior::PairCache::default();
     let mut cache: HashMap<i64, Frame> = HashMap::new();
     for (wi, w) in windows.iter().enumerate() {
@@ -288,7 +279,7 @@ pub fn run_plan<E: From<WeftError>>(
             .map(|(p, f)| WindowSlot {
                 tpos: (p - origin) as f32,
                 frame: *f,
-                basis: if f.is_none() { basis(*p) } else { None },
+                basis: if f.is_none() { prior::basis_at(&known_at, *p, *p as f32) } else { None },
             })
             .collect();
         // Motion pairs of gaps that end before this window are done with.

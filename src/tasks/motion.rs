@@ -187,6 +187,43 @@ impl MotionPair {
     }
 }
 
+impl MotionPair {
+    /// Continues the motion past the pair: the frame `k` frame intervals
+    /// after `b` (`k > 0`, `b` warped along the b->a vectors reversed) or
+    /// `-k` intervals before `a` (`k < 0`, `a` warped along the a->b vectors
+    /// reversed), scaled by `damping`. Pixels are fetched backwards (bilinear,
+    /// edge-clamped) with the vector field at the output pixel.
+    pub fn extrapolate(&self, a: &Frame, b: &Frame, k: f32, damping: f32) -> Frame {
+        let (w, h) = (self.width, self.height);
+        assert!(
+            a.width() == w && a.height() == h && b.width() == w && b.height() == h,
+            "MotionPair::extrapolate: frames are not the size the motion was estimated on"
+        );
+        let (src, field) = match &self.fields {
+            None => return if k >= 0.0 { b.clone() } else { a.clone() },
+            Some(f) if k >= 0.0 => (b, &f.ba),
+            Some(f) => (a, &f.ab),
+        };
+        let s = k.abs() * damping;
+        let data = src.data();
+        let nbx = field.nbx;
+        let xs: Vec<(usize, usize, f32)> = (0..w).map(|x| grid_pos(x, nbx)).collect();
+        let mut out = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            let (y0, y1, fy) = grid_pos(y, field.nby);
+            for &(x0, x1, fx) in &xs {
+                let k4 = [y0 * nbx + x0, y0 * nbx + x1, y1 * nbx + x0, y1 * nbx + x1];
+                let wt = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
+                let v = [0, 1].map(|c| k4.iter().zip(&wt).map(|(&kk, &wk)| wk * field.sub[kk][c]).sum::<f32>());
+                let x = (out.len() / 3 % w) as f32;
+                let p = sample(data, w, h, x + s * v[0], y as f32 + s * v[1]);
+                out.extend(p.map(|c| c.round().clamp(0.0, 255.0) as u8));
+            }
+        }
+        Frame::from_rgb(w, h, out).expect("size checked")
+    }
+}
+
 /// Bilateral SAD: window `r` of `a` moved by `oa` against the same window of
 /// `b` moved by `ob`, both clamped at the edges.
 fn sad2(a: &Plane, b: &Plane, r: Window, oa: [i32; 2], ob: [i32; 2]) -> u32 {

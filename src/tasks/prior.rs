@@ -1,25 +1,30 @@
 //! Where the flow of each frame to generate starts: the model's [`Prior`].
 //!
-//! For a `blend` or `motion` prior, a slot with known frames on both sides
-//! starts from an in-between estimate of the nearest known frame on each side
-//! at its time distance (a cross-fade, or a motion-compensated interpolation);
-//! a slot with known frames on one side only (extension) starts from the
-//! nearest one held. When the whole plan has a single known frame (animate),
-//! a `motion` prior starts every slot from that still seen by a slow camera
-//! push-in ([`camera`]: a zoom about the centre growing by [`ZOOM_PER_FRAME`]
-//! per frame of distance), so a deterministic model has motion to refine
-//! instead of regressing to the still. Training computes the very same
-//! estimates on its windows, so the model learns the path from exactly what
-//! inference gives it.
+//! A slot with known frames on both sides starts from an in-between estimate
+//! of the nearest known frame on each side at its time distance: a
+//! motion-compensated interpolation (`motion`) or a cross-fade (`blend`). A
+//! slot with known frames on one side only (extension) starts, for `motion`,
+//! from the motion of the two nearest known frames there continued to its
+//! time ([`MotionPair::extrapolate`]) when a third known frame shows that
+//! continuing predicts better than holding (see [`Bracket`]); otherwise, and
+//! for `blend`, from the nearest frame held. When the whole plan has a single known frame (animate), `motion`
+//! starts every slot from that still seen by a slow camera push-in
+//! ([`camera`]: a zoom about the centre growing by [`ZOOM_PER_FRAME`] per
+//! frame of distance), so a deterministic model has motion to refine instead
+//! of regressing to the still. Which frames a slot starts from is decided
+//! over the whole plan ([`basis_at`]), so every window of a long run uses the
+//! real frames, and training computes the very same estimates on its
+//! windows, so the model learns the path from exactly what inference gives
+//! it.
 //!
 //! At inference a gap longer than a model window is generated window by
 //! window, later windows seeing earlier generated frames as context. The
-//! in-between estimate is still taken between the *real* frames that bracket
-//! the gap ([`Bracket`]), never from a generated frame: re-estimating motion
+//! estimate is still taken from the *real* frames ([`Bracket`]), never from
+//! a generated frame: re-estimating motion
 //! from an estimate compounds its errors, and the motion pair of a gap is
 //! estimated once for all its windows ([`PairCache`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
@@ -33,15 +38,24 @@ pub(crate) fn cross_fade(a: &Frame, b: &Frame, s: f32) -> Frame {
     Frame::from_rgb(a.width(), a.height(), data).expect("same size as a")
 }
 
-/// The real known frames on both sides of a slot to generate: the plan
+/// Two real known frames a slot to generate is estimated from (the nearest
+/// on each side of it, or the two nearest on its only side): the plan
 /// positions of the two (the key of their motion pair), the frames, and the
-/// slot's fraction of the way from the first to the second.
+/// slot's time as a fraction of the way from the first to the second
+/// (outside [0, 1] for a slot outside the pair).
 #[derive(Clone, Copy)]
 pub(crate) struct Bracket<'f> {
     pub key: (i64, i64),
     pub a: &'f Frame,
     pub b: &'f Frame,
     pub s: f32,
+    /// For a slot outside the pair (`s` > 1 or < 0): the next known frame
+    /// beyond the pair on the far side from the slot and the step (in that
+    /// frame's pair intervals) from it to the pair's far frame. Continuing
+    /// the motion is trusted only if it predicts the pair's nearer frame
+    /// from there better than holding does ([`PairCache`] keeps the verdict);
+    /// without such a frame the nearest one is held.
+    pub check: Option<(&'f Frame, f32)>,
 }
 
 /// Zoom added per frame of distance from the still, for an animate plan.
@@ -53,8 +67,10 @@ pub(crate) const ZOOM_PER_FRAME: f32 = 0.004;
 /// whole plan (see the module docs).
 #[derive(Clone, Copy)]
 pub(crate) enum Basis<'f> {
-    /// Between the real known frames around the slot.
-    Between(Bracket<'f>),
+    /// From two real known frames: between them (the nearest on each side
+    /// of the slot, `s` in [0, 1]) or continuing their motion (the two
+    /// nearest on the slot's only side, `s` > 1 after them, < 0 before).
+    Pair(Bracket<'f>),
     /// The plan's only known frame, `d` frames away (either direction).
     Camera { still: &'f Frame, d: f32 },
 }
@@ -77,17 +93,42 @@ pub(crate) fn camera(still: &Frame, d: f32) -> Frame {
     Frame::from_rgb(w, h, out).expect("same size as the still")
 }
 
-/// The plan-level bases of a window's slots when the window is the whole
-/// plan (training): a single known frame makes an animate plan.
-fn window_bases<'f>(slots: &[(f32, Option<&'f Frame>)]) -> Vec<Option<Basis<'f>>> {
-    let known: Vec<(f32, &Frame)> = slots.iter().filter_map(|(t, f)| f.map(|f| (*t, f))).collect();
-    match known.as_slice() {
-        [(tk, still)] => slots
-            .iter()
-            .map(|(t, f)| if f.is_none() { Some(Basis::Camera { still, d: t - tk }) } else { None })
-            .collect(),
-        _ => vec![None; slots.len()],
+/// Where the estimate of the slot at plan position `p` (time position `tp`)
+/// comes from, given the plan's real known frames by position (with their
+/// time positions): the plan's only still (animate); else the nearest known
+/// frame on each side; else, with known frames on one side only (extension),
+/// the two nearest there, whose motion is continued. `None` when one side
+/// has a single known frame and the other none.
+pub(crate) fn basis_at<'f>(known: &BTreeMap<i64, (f32, &'f Frame)>, p: i64, tp: f32) -> Option<Basis<'f>> {
+    if known.len() == 1 {
+        let (_, &(tk, still)) = known.iter().next()?;
+        return Some(Basis::Camera { still, d: tp - tk });
     }
+    let before = known.range(..p).next_back();
+    let after = known.range(p + 1..).next();
+    let (a, b) = match (before, after) {
+        (Some(a), Some(b)) => (a, b),
+        (Some(b), None) => (known.range(..*b.0).next_back()?, b),
+        (None, Some(a)) => (a, known.range(*a.0 + 1..).next()?),
+        (None, None) => return None,
+    };
+    let ((&ka, &(ta, fa)), (&kb, &(tb, fb))) = (a, b);
+    let check = match (before, after) {
+        // Forward: from (c, a), step to b.
+        (Some(_), None) => known.range(..ka).next_back().map(|(_, &(tc, fc))| (fc, (tb - ta) / (ta - tc))),
+        // Backward: from (b, c), step back to a.
+        (None, Some(_)) => known.range(kb + 1..).next().map(|(_, &(tc, fc))| (fc, -(tb - ta) / (tc - tb))),
+        _ => None,
+    };
+    Some(Basis::Pair(Bracket { key: (ka, kb), a: fa, b: fb, s: (tp - ta) / (tb - ta), check }))
+}
+
+/// The bases of a window's slots when the window is the whole plan (as in
+/// training), positions being slot indices.
+fn window_bases<'f>(slots: &[(f32, Option<&'f Frame>)]) -> Vec<Option<Basis<'f>>> {
+    let known: BTreeMap<i64, (f32, &Frame)> =
+        slots.iter().enumerate().filter_map(|(i, (t, f))| f.map(|f| (i as i64, (*t, f)))).collect();
+    slots.iter().enumerate().map(|(i, (t, f))| if f.is_none() { basis_at(&known, i as i64, *t) } else { None }).collect()
 }
 
 /// Motion pairs keyed by the plan positions of their two frames, so every
@@ -95,20 +136,51 @@ fn window_bases<'f>(slots: &[(f32, Option<&'f Frame>)]) -> Vec<Option<Basis<'f>>
 #[derive(Default)]
 pub(crate) struct PairCache {
     pairs: HashMap<(i64, i64), MotionPair>,
+    /// Whether continuing a pair's motion passed its check (see [`Bracket`]).
+    trusted: HashMap<(i64, i64), bool>,
 }
 
 impl PairCache {
     /// Drops every pair but those whose key satisfies `keep`.
     pub(crate) fn retain(&mut self, keep: impl Fn(&(i64, i64)) -> bool) {
         self.pairs.retain(|k, _| keep(k));
+        self.trusted.retain(|k, _| keep(k));
     }
 }
 
-fn between(prior: Prior, cache: &mut PairCache, br: Bracket<'_>) -> Frame {
-    let s = br.s.clamp(0.0, 1.0);
+/// Sum of squared differences of two frames of the same size.
+fn sse(x: &Frame, y: &Frame) -> u64 {
+    x.data().iter().zip(y.data()).map(|(&p, &q)| (p.abs_diff(q) as u64).pow(2)).sum()
+}
+
+/// Whether continuing the motion of `br` beats holding (see [`Bracket`]).
+fn continue_motion(br: &Bracket<'_>) -> bool {
+    let Some((c, step)) = br.check else { return false };
+    let (pred, held, truth) = if br.s > 1.0 {
+        (MotionPair::estimate(c, br.a).extrapolate(c, br.a, step, 1.0), br.a, br.b)
+    } else {
+        (MotionPair::estimate(br.b, c).extrapolate(br.b, c, step, 1.0), br.b, br.a)
+    };
+    sse(&pred, truth) < sse(held, truth)
+}
+
+fn from_pair(prior: Prior, cache: &mut PairCache, br: Bracket<'_>) -> Frame {
+    let s = if br.s.is_nan() { 0.5 } else { br.s };
+    let outside = !(0.0..=1.0).contains(&s);
+    if outside && (prior != Prior::Motion || !*cache.trusted.entry(br.key).or_insert_with(|| continue_motion(&br))) {
+        // The nearest frame held.
+        return if s > 1.0 { br.b.clone() } else { br.a.clone() };
+    }
     match prior {
         Prior::Motion => {
-            cache.pairs.entry(br.key).or_insert_with(|| MotionPair::estimate(br.a, br.b)).interpolate(br.a, br.b, s)
+            let pair = cache.pairs.entry(br.key).or_insert_with(|| MotionPair::estimate(br.a, br.b));
+            if s > 1.0 {
+                pair.extrapolate(br.a, br.b, s - 1.0, 1.0)
+            } else if s < 0.0 {
+                pair.extrapolate(br.a, br.b, s, 1.0)
+            } else {
+                pair.interpolate(br.a, br.b, s)
+            }
         }
         _ => cross_fade(br.a, br.b, s),
     }
@@ -123,7 +195,7 @@ pub(crate) fn estimates(prior: Prior, slots: &[(f32, Option<&Frame>)]) -> Result
 }
 
 /// Like [`estimates`], but a slot to generate with a basis in the plan
-/// (`bases[i]`: the real known frames around it, or the plan's only still)
+/// (`bases[i]`: two real known frames, or the plan's only still)
 /// is estimated from that, whatever the window holds; the others from the
 /// window's own nearest frames.
 pub(crate) fn estimates_from(
@@ -142,8 +214,8 @@ pub(crate) fn estimates_from(
             continue;
         }
         match bases[i] {
-            Some(Basis::Between(b)) => {
-                out.push(between(prior, cache, b));
+            Some(Basis::Pair(b)) => {
+                out.push(from_pair(prior, cache, b));
                 continue;
             }
             Some(Basis::Camera { still, d }) if prior == Prior::Motion => {
@@ -160,7 +232,7 @@ pub(crate) fn estimates_from(
                 let s = (t - slots[a].0) / (slots[b].0 - slots[a].0);
                 // Window-local pairs: keyed by slot index, in a cache of this
                 // window's own.
-                between(prior, &mut local, Bracket { key: (a as i64, b as i64), a: a_, b: b_, s })
+                from_pair(prior, &mut local, Bracket { key: (a as i64, b as i64), a: a_, b: b_, s, check: None })
             }
             (Some(j), None) | (None, Some(j)) => slots[j].1.expect("known").clone(),
             (None, None) => return Err(WeftError::BadPlan("a window has no known frame to start from".into())),
