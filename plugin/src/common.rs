@@ -34,6 +34,11 @@ pub const FILL_MESSAGE: &str = "weft-fill";
 /// Known frames a fill conditions on, on each side of the generated run.
 pub const CONTEXT: usize = 2;
 
+/// Known frames an extension conditions on: one more than [`CONTEXT`], so
+/// the default model's motion prior can check on the third whether
+/// continuing the motion beats holding the last frame.
+pub const EXTEND_CONTEXT: usize = 3;
+
 /// Buffers, events and fills queued between the sink pad and the src task.
 const MAX_ITEMS: usize = 32;
 

@@ -635,7 +635,9 @@ pub fn extend(
     output::check_output_path(output, out_opts.overwrite)?;
     let reader = Reader::open(input, true)?;
     progress.set_total(reader.estimated_frames().map(|e| e + n as u64));
-    let k = genopts.context.max(1);
+    // At least 3 known frames: the motion prior checks on the third whether
+    // continuing the motion beats holding the last frame.
+    let k = genopts.context.max(3);
     let shift = if direction == Direction::Backward { n as i64 } else { 0 };
     let mut job = Job {
         input,

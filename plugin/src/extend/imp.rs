@@ -138,7 +138,7 @@ impl WeftElementImpl for WeftExtend {
                         if n > 0 {
                             st.shift = dur * n;
                             fill =
-                                self.job(&settings, &info, Vec::new(), common::CONTEXT, pts, dur, n, "extend-backward");
+                                self.job(&settings, &info, Vec::new(), common::EXTEND_CONTEXT, pts, dur, n, "extend-backward");
                         }
                     }
                 }
@@ -158,7 +158,7 @@ impl WeftElementImpl for WeftExtend {
             if let (Some(pts), Some(dur)) = (buffer.pts(), st.dur) {
                 st.next_pts = Some(st.next_pts.map_or(pts + dur, |n| n.max(pts + dur)));
                 st.history.push_back(buffer.clone());
-                while st.history.len() > common::CONTEXT {
+                while st.history.len() > common::EXTEND_CONTEXT {
                     st.history.pop_front();
                 }
             }
@@ -277,7 +277,8 @@ impl WeftElementImpl for WeftExtend {
             // Backward: the first originals wait for the frames put before them.
             let added = if self.settings().backward() {
                 let st = self.lock_state();
-                common::context_latency(common::stream_frame_duration(st.info.as_ref(), st.dur))
+                common::stream_frame_duration(st.info.as_ref(), st.dur).unwrap_or(gst::ClockTime::ZERO)
+                    * (common::EXTEND_CONTEXT as u64 - 1)
             } else {
                 gst::ClockTime::ZERO
             };
