@@ -282,8 +282,17 @@ pub fn run_plan<E: From<WeftError>>(
                 basis: if f.is_none() { prior::basis_at(&known_at, *p, *p as f32) } else { None },
             })
             .collect();
-        // Motion pairs of gaps that end before this window are done with.
-        pairs.retain(|&(_, b)| b > origin);
+        // Motion pairs (and extension checks) this window does not use and
+        // that end before it are done with; a forward extension keeps its
+        // pair for every window.
+        let used: Vec<(i64, i64)> = wslots
+            .iter()
+            .filter_map(|s| match s.basis {
+                Some(prior::Basis::Pair(b)) => Some(b.key),
+                _ => None,
+            })
+            .collect();
+        pairs.retain(|k| k.1 > origin || used.contains(k));
         let generated =
             sample_window(model, &wslots, size, opts.steps, opts.strength, chunk_seed(opts.seed, origin), &mut pairs)?;
         let in_time: Vec<i64> = slots.iter().filter(|s| s.1.is_none()).map(|s| s.0).collect();

@@ -211,12 +211,11 @@ impl MotionPair {
         let mut out = Vec::with_capacity(w * h * 3);
         for y in 0..h {
             let (y0, y1, fy) = grid_pos(y, field.nby);
-            for &(x0, x1, fx) in &xs {
+            for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
                 let k4 = [y0 * nbx + x0, y0 * nbx + x1, y1 * nbx + x0, y1 * nbx + x1];
                 let wt = [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy];
                 let v = [0, 1].map(|c| k4.iter().zip(&wt).map(|(&kk, &wk)| wk * field.sub[kk][c]).sum::<f32>());
-                let x = (out.len() / 3 % w) as f32;
-                let p = sample(data, w, h, x + s * v[0], y as f32 + s * v[1]);
+                let p = sample(data, w, h, x as f32 + s * v[0], y as f32 + s * v[1]);
                 out.extend(p.map(|c| c.round().clamp(0.0, 255.0) as u8));
             }
         }
