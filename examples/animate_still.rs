@@ -5,15 +5,12 @@
 //!
 //! Writes OUT_PREFIX-0.png (the still, unchanged) .. OUT_PREFIX-(N-1).png.
 
-use anyhow::{Context, bail};
-use weft::{Frame, GenerateOptions, Model, Plan};
+#[path = "common/png_io.rs"]
+mod png_io;
 
-fn save(f: &Frame, path: &str) -> anyhow::Result<()> {
-    image::RgbImage::from_raw(f.width() as u32, f.height() as u32, f.data().to_vec())
-        .expect("frame size")
-        .save(path)
-        .with_context(|| format!("writing {path}"))
-}
+use anyhow::{Context, bail};
+use png_io::{read_png, write_png as save};
+use weft::{GenerateOptions, Model, Plan};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,8 +18,7 @@ fn main() -> anyhow::Result<()> {
         bail!("usage: animate_still MODEL_DIR STILL.png N OUT_PREFIX [SEED]");
     }
     let model = if args[0] == "embedded" { Model::embedded()? } else { Model::load(&args[0])? };
-    let img = image::open(&args[1]).with_context(|| format!("reading {}", args[1]))?.to_rgb8();
-    let still = Frame::from_rgb(img.width() as usize, img.height() as usize, img.into_raw())?;
+    let still = read_png(&args[1])?;
     let n: usize = args[2].parse().context("N must be a number")?;
     let seed = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let prefix = &args[3];

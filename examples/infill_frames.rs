@@ -4,13 +4,12 @@
 //!
 //! Writes OUT_PREFIX-1.png .. OUT_PREFIX-N.png. MODEL_DIR may be `embedded`.
 
-use anyhow::{Context, bail};
-use weft::{Frame, GenerateOptions, Model};
+#[path = "common/png_io.rs"]
+mod png_io;
 
-fn read_png(path: &str) -> anyhow::Result<Frame> {
-    let img = image::open(path).with_context(|| format!("reading {path}"))?.to_rgb8();
-    Ok(Frame::from_rgb(img.width() as usize, img.height() as usize, img.into_raw())?)
-}
+use anyhow::{Context, bail};
+use png_io::{read_png, write_png};
+use weft::{GenerateOptions, Model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,9 +23,7 @@ fn main() -> anyhow::Result<()> {
     let frames = weft::infill(&model, &[before], &[after], n, &opts)?;
     for (i, f) in frames.iter().enumerate() {
         let path = format!("{prefix}-{}.png", i + 1);
-        image::RgbImage::from_raw(f.width() as u32, f.height() as u32, f.data().to_vec())
-            .expect("frame size")
-            .save(&path)?;
+        write_png(f, &path)?;
         println!("{path}");
     }
     Ok(())
