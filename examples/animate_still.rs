@@ -1,35 +1,35 @@
 //! Turns a still image into a short clip with the library API, streaming the
 //! generated frames to disk as soon as each is fixed.
 //!
-//! cargo run --release --example animate_still -- MODEL_DIR STILL.png N OUT_PREFIX [SEED]
+//! cargo run --release --example animate_still -- MODEL_DIR STILL_IMAGE N OUT_PREFIX [SEED]
 //!
 //! Writes OUT_PREFIX-0.png (the still, unchanged) .. OUT_PREFIX-(N-1).png.
 
-#[path = "common/png_io.rs"]
-mod png_io;
+#[path = "common/stills.rs"]
+mod stills;
 
 use anyhow::{Context, bail};
-use png_io::{read_png, write_png as save};
+use stills::{read_still, write_png};
 use weft::{GenerateOptions, Model, Plan};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
-        bail!("usage: animate_still MODEL_DIR STILL.png N OUT_PREFIX [SEED]");
+        bail!("usage: animate_still MODEL_DIR STILL_IMAGE N OUT_PREFIX [SEED]");
     }
     let model = if args[0] == "embedded" { Model::embedded()? } else { Model::load(&args[0])? };
-    let still = read_png(&args[1])?;
+    let still = read_still(&args[1])?;
     let n: usize = args[2].parse().context("N must be a number")?;
     let seed = args.get(4).map(|s| s.parse()).transpose()?.unwrap_or(0);
     let prefix = &args[3];
 
-    save(&still, &format!("{prefix}-0.png"))?;
+    write_png(&still, &format!("{prefix}-0.png"))?;
     // The plan: slot 0 known, slots 1..n to generate. run_plan streams them.
     let plan = Plan::animate(&still, n);
     let opts = GenerateOptions { seed, ..Default::default() };
     weft::run_plan(&model, &plan, &opts, |pos, frame| -> anyhow::Result<()> {
         let path = format!("{prefix}-{pos}.png");
-        save(&frame, &path)?;
+        write_png(&frame, &path)?;
         println!("{path}");
         Ok(())
     })

@@ -1,23 +1,24 @@
 //! Generates the frames between two images with the library API.
 //!
-//! cargo run --release --example infill_frames -- MODEL_DIR BEFORE.png AFTER.png N OUT_PREFIX
+//! cargo run --release --example infill_frames -- MODEL_DIR BEFORE_IMAGE AFTER_IMAGE N OUT_PREFIX
 //!
-//! Writes OUT_PREFIX-1.png .. OUT_PREFIX-N.png. MODEL_DIR may be `embedded`.
+//! Images: PNG, JPEG or anything else FFmpeg reads. Writes OUT_PREFIX-1.png ..
+//! OUT_PREFIX-N.png. MODEL_DIR may be `embedded`.
 
-#[path = "common/png_io.rs"]
-mod png_io;
+#[path = "common/stills.rs"]
+mod stills;
 
 use anyhow::{Context, bail};
-use png_io::{read_png, write_png};
+use stills::{read_still, write_png};
 use weft::{GenerateOptions, Model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [model, before, after, n, prefix] = args.as_slice() else {
-        bail!("usage: infill_frames MODEL_DIR BEFORE.png AFTER.png N OUT_PREFIX");
+        bail!("usage: infill_frames MODEL_DIR BEFORE_IMAGE AFTER_IMAGE N OUT_PREFIX");
     };
     let model = if model == "embedded" { Model::embedded()? } else { Model::load(model)? };
-    let (before, after) = (read_png(before)?, read_png(after)?);
+    let (before, after) = (read_still(before)?, read_still(after)?);
     let n: usize = n.parse().context("N must be a number")?;
     let opts = GenerateOptions { seed: 1, ..Default::default() };
     let frames = weft::infill(&model, &[before], &[after], n, &opts)?;

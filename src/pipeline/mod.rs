@@ -794,7 +794,6 @@ pub fn animate(
     Ok(summary)
 }
 
-/// Frames in `seconds` at `rate` (at least 1).
 /// Decodes up to `max_frames` frames of a video (or an image) as RGB, in
 /// decode order, scaled down so that the longer side is at most `max_side`
 /// (keeping the aspect ratio; never scaled up). For training and evaluation,
@@ -818,6 +817,7 @@ pub fn decode_rgb(path: &Path, max_frames: Option<usize>, max_side: Option<usize
     Ok(out)
 }
 
+/// Frames in `seconds` at `rate` (at least 1).
 pub fn frames_for_seconds(seconds: f64, rate: Ratio) -> Result<usize> {
     if !seconds.is_finite() || seconds <= 0.0 {
         return Err(Error::Args(format!("--seconds must be positive, got {seconds}")));
