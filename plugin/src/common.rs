@@ -494,7 +494,7 @@ impl FillJob {
         element: &gst::Element,
         srcpad: &gst::Pad,
         cancel: &AtomicBool,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+    ) -> Result<gst::FlowSuccess, TaskError> {
         let t0 = Instant::now();
         match self.run_inner(element, srcpad, cancel) {
             Ok(method) => {
@@ -513,15 +513,14 @@ impl FillJob {
                 post_fill_message(element, self.start, self.n, method, self.reason, self.dur, Some(secs));
                 Ok(gst::FlowSuccess::Ok)
             }
-            Err(Stop::Flow(f)) => Err(f),
-            Err(Stop::Failed(msg)) => {
-                gst::element_error!(
-                    element,
-                    gst::StreamError::Failed,
-                    ("weft could not generate {} frame(s) at {} ({}): {}", self.n, self.start, self.reason, msg)
-                );
-                Err(gst::FlowError::Error)
-            }
+            Err(Stop::Flow(f)) => Err(TaskError { flow: f, message: None }),
+            Err(Stop::Failed(msg)) => Err(TaskError {
+                flow: gst::FlowError::Error,
+                message: Some(format!(
+                    "weft could not generate {} frame(s) at {} ({}): {}",
+                    self.n, self.start, self.reason, msg
+                )),
+            }),
         }
     }
 
@@ -639,6 +638,15 @@ pub enum Item {
     Fill(Box<FillJob>),
 }
 
+/// How a src-task item failed: the flow return handed back upstream and,
+/// for a failed fill, the error to post. The task records the flow return
+/// before posting, so whoever sees the error message and pushes again is
+/// refused with it.
+struct TaskError {
+    flow: gst::FlowError,
+    message: Option<String>,
+}
+
 struct Queue {
     items: VecDeque<Item>,
     flushing: bool,
@@ -739,16 +747,16 @@ impl Worker {
             let (Some(element), Some(pad)) = (element.upgrade(), pad.upgrade()) else { return };
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| worker.iterate(&element, &pad)));
             if r.is_err() {
-                gst::element_error!(
-                    element,
-                    gst::LibraryError::Failed,
-                    ("weft: internal error (panic) in the src task")
-                );
                 let mut q = worker.lock();
                 q.busy = false;
                 q.flow = Err(gst::FlowError::Error);
                 worker.cond.notify_all();
                 drop(q);
+                gst::element_error!(
+                    element,
+                    gst::LibraryError::Failed,
+                    ("weft: internal error (panic) in the src task")
+                );
                 let _ = pad.pause_task();
             }
         })
@@ -806,7 +814,7 @@ impl Worker {
         };
 
         let res = match item {
-            Item::Buffer(b) => srcpad.push(b),
+            Item::Buffer(b) => srcpad.push(b).map_err(|flow| TaskError { flow, message: None }),
             Item::Event(e) => {
                 let is_eos = e.type_() == gst::EventType::Eos;
                 if !srcpad.push_event(e) && is_eos {
@@ -819,13 +827,15 @@ impl Worker {
 
         let mut q = self.lock();
         q.busy = false;
-        if let Err(err) = res {
+        if let Err(TaskError { flow: err, message }) = res {
             let flushing = q.flushing;
             q.flow = Err(err);
             self.cond.notify_all();
             drop(q);
             gst::debug!(CAT, obj = element, "src task pausing: {:?}", err);
-            if !flushing && matches!(err, gst::FlowError::NotLinked | gst::FlowError::NotNegotiated) {
+            if let Some(msg) = message {
+                gst::element_error!(element, gst::StreamError::Failed, ("{}", msg));
+            } else if !flushing && matches!(err, gst::FlowError::NotLinked | gst::FlowError::NotNegotiated) {
                 gst::element_error!(
                     element,
                     gst::StreamError::Failed,
