@@ -639,9 +639,9 @@ pub enum Item {
 }
 
 /// How a src-task item failed: the flow return handed back upstream and,
-/// for a failed fill, the error to post. The task records the flow return
-/// before posting, so whoever sees the error message and pushes again is
-/// refused with it.
+/// for a failed fill (or a panic), the error to post. The flow return is
+/// recorded before posting, so whoever sees the error message and pushes
+/// again is refused with it.
 struct TaskError {
     flow: gst::FlowError,
     message: Option<String>,
@@ -747,17 +747,11 @@ impl Worker {
             let (Some(element), Some(pad)) = (element.upgrade(), pad.upgrade()) else { return };
             let r = std::panic::catch_unwind(AssertUnwindSafe(|| worker.iterate(&element, &pad)));
             if r.is_err() {
-                let mut q = worker.lock();
-                q.busy = false;
-                q.flow = Err(gst::FlowError::Error);
-                worker.cond.notify_all();
-                drop(q);
-                gst::element_error!(
-                    element,
-                    gst::LibraryError::Failed,
-                    ("weft: internal error (panic) in the src task")
-                );
-                let _ = pad.pause_task();
+                let failed = TaskError {
+                    flow: gst::FlowError::Error,
+                    message: Some("weft: internal error (panic) in the src task".into()),
+                };
+                worker.item_done(&element, &pad, Err(failed));
             }
         })
     }
@@ -824,7 +818,12 @@ impl Worker {
             }
             Item::Fill(job) => job.run(element, srcpad, &self.cancel),
         };
+        self.item_done(element, srcpad, res);
+    }
 
+    /// The task is done with an item. On failure the flow return is recorded
+    /// for upstream first; only then is the error posted and the task paused.
+    fn item_done(&self, element: &gst::Element, srcpad: &gst::Pad, res: Result<gst::FlowSuccess, TaskError>) {
         let mut q = self.lock();
         q.busy = false;
         if let Err(TaskError { flow: err, message }) = res {
