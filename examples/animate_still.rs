@@ -27,10 +27,12 @@ fn main() -> anyhow::Result<()> {
     // The plan: slot 0 known, slots 1..n to generate. run_plan streams them.
     let plan = Plan::animate(&still, n);
     let opts = GenerateOptions { seed, ..Default::default() };
-    weft::run_plan(&model, &plan, &opts, |pos, frame| -> anyhow::Result<()> {
+    let report = weft::run_plan(&model, &plan, &opts, |pos, frame| -> anyhow::Result<()> {
         let path = format!("{prefix}-{pos}.png");
         write_png(&frame, &path)?;
         println!("{path}");
         Ok(())
-    })
+    })?;
+    eprintln!("made by {}", report.describe());
+    Ok(())
 }

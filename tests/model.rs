@@ -4,6 +4,7 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use common::*;
 use weft::model::{Mode, WindowBatch};
+use weft::model::Transformer;
 use weft::{Config, Model, WeftError};
 
 fn batch_tensors(b: usize, t: usize, h: usize, w: usize) -> (Tensor, Tensor, Tensor, Tensor) {
@@ -15,13 +16,13 @@ fn batch_tensors(b: usize, t: usize, h: usize, w: usize) -> (Tensor, Tensor, Ten
     (x, tt, known, tpos)
 }
 
-fn forward(m: &Model, x: &Tensor, t: &Tensor, k: &Tensor, p: &Tensor, mode: Mode) -> Tensor {
+fn forward(m: &Transformer, x: &Tensor, t: &Tensor, k: &Tensor, p: &Tensor, mode: Mode) -> Tensor {
     m.forward(&WindowBatch { x, t, known: k, tpos: p }, mode).unwrap()
 }
 
 #[test]
 fn forward_shape_and_finite_at_several_sizes() {
-    let m = tiny_model(0);
+    let m = tiny_transformer(0);
     for (b, t, h, w) in [(1, 1, 1, 1), (1, 5, 16, 16), (2, 3, 17, 29), (1, 2, 9, 200), (1, 4, 64, 48)] {
         let (x, tt, k, p) = batch_tensors(b, t, h, w);
         let y = forward(&m, &x, &tt, &k, &p, Mode::Inference);
@@ -33,7 +34,7 @@ fn forward_shape_and_finite_at_several_sizes() {
 
 #[test]
 fn default_config_forward_runs() {
-    let m = Model::untrained(&Config::default(), 0, &Device::Cpu).unwrap();
+    let m = Transformer::untrained(&Config::default(), 0, &Device::Cpu).unwrap();
     assert!((4_000_000..5_000_000).contains(&m.num_parameters()), "{}", m.num_parameters());
     let (x, tt, k, p) = batch_tensors(1, 3, 40, 72);
     let y = forward(&m, &x, &tt, &k, &p, Mode::Inference);
@@ -42,7 +43,7 @@ fn default_config_forward_runs() {
 
 #[test]
 fn train_and_inference_modes_agree() {
-    let m = tiny_model(1);
+    let m = tiny_transformer(1);
     let (x, tt, k, p) = batch_tensors(2, 3, 20, 24);
     let a = forward(&m, &x, &tt, &k, &p, Mode::Inference);
     let b = forward(&m, &x, &tt, &k, &p, Mode::Train);
@@ -52,7 +53,7 @@ fn train_and_inference_modes_agree() {
 
 #[test]
 fn output_depends_on_context_positions_and_flags() {
-    let m = tiny_model(2);
+    let m = tiny_transformer(2);
     let (x, tt, k, p) = batch_tensors(1, 4, 16, 16);
     let base = forward(&m, &x, &tt, &k, &p, Mode::Inference);
     let differs = |y: Tensor| (y - &base).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-5;
@@ -80,7 +81,7 @@ fn output_depends_on_context_positions_and_flags() {
 
 #[test]
 fn cached_known_context_matches_the_full_window() {
-    let m = tiny_model(12);
+    let m = tiny_transformer(12);
     let (x, tt, k, p) = batch_tensors(1, 5, 20, 28); // known = [0, 1, 0, 1, 0]
     let full = forward(&m, &x, &tt, &k, &p, Mode::Inference);
     let pick = |t: &Tensor, ix: &[u32]| t.index_select(&Tensor::new(ix, &Device::Cpu).unwrap(), 1).unwrap();
@@ -95,7 +96,7 @@ fn cached_known_context_matches_the_full_window() {
 
 #[test]
 fn batches_with_unequal_known_counts_are_refused() {
-    let m = tiny_model(13);
+    let m = tiny_transformer(13);
     let (x, tt, _, p) = batch_tensors(2, 3, 8, 8);
     let k = Tensor::new(&[[1u32, 0, 0], [1, 1, 0]], &Device::Cpu).unwrap();
     let err = m.forward(&WindowBatch { x: &x, t: &tt, known: &k, tpos: &p }, Mode::Inference).unwrap_err();
@@ -104,7 +105,7 @@ fn batches_with_unequal_known_counts_are_refused() {
 
 #[test]
 fn every_trainable_tensor_gets_a_gradient() {
-    let m = tiny_model(3);
+    let m = tiny_transformer(3);
     // Windows larger than one attention window so shifted blocks wrap.
     let (x, tt, k, p) = batch_tensors(2, 3, 40, 36);
     let y = forward(&m, &x, &tt, &k, &p, Mode::Train);
@@ -120,11 +121,12 @@ fn every_trainable_tensor_gets_a_gradient() {
 
 #[test]
 fn save_load_round_trip_is_exact() {
-    for cfg in [Config::tiny(), Config { weight_dtype: weft::model::WeightDtype::F16, ..Config::tiny() }] {
+    let trained = Config { trained: true, ..Config::tiny() };
+    for cfg in [trained.clone(), Config { weight_dtype: weft::model::WeightDtype::F16, ..trained }] {
         let dir = tempfile::tempdir().unwrap();
-        let m = Model::untrained(&cfg, 9, &Device::Cpu).unwrap();
+        let m = Transformer::untrained(&cfg, 9, &Device::Cpu).unwrap();
         m.save(dir.path()).unwrap();
-        let l = Model::load(dir.path()).unwrap();
+        let l = Transformer::load(dir.path()).unwrap();
         assert_eq!(l.config(), &cfg);
         // Saved again, the bytes are identical (f16 rounding happens once).
         let dir2 = tempfile::tempdir().unwrap();
@@ -140,7 +142,7 @@ fn save_load_round_trip_is_exact() {
         }
         // Same outputs from the loaded model.
         let f = clip(12, 10, 3, 0);
-        let a = weft::infill(&l, &f[..1], &f[1..], 2, &opts(1)).unwrap();
+        let a = weft::infill(&Model::from(l), &f[..1], &f[1..], 2, &opts(1)).unwrap();
         let l2 = Model::load(dir.path()).unwrap();
         assert_eq!(a, weft::infill(&l2, &f[..1], &f[1..], 2, &opts(1)).unwrap());
     }
@@ -156,7 +158,7 @@ fn model_dir_with(tensors: Vec<(String, Tensor)>, cfg: &Config) -> tempfile::Tem
 }
 
 fn tiny_tensors() -> Vec<(String, Tensor)> {
-    tiny_model(4).named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect()
+    tiny_transformer(4).named_vars().into_iter().map(|(n, v)| (n, v.as_tensor().clone())).collect()
 }
 
 #[test]
@@ -230,7 +232,7 @@ fn loader_rejects_a_config_that_does_not_match_the_weights() {
 #[test]
 fn loader_rejects_truncated_and_corrupt_files() {
     let dir = tempfile::tempdir().unwrap();
-    tiny_model(5).save(dir.path()).unwrap();
+    tiny_transformer(5).save(dir.path()).unwrap();
     let path = dir.path().join("model.safetensors");
     let good = std::fs::read(&path).unwrap();
 
@@ -287,10 +289,30 @@ fn loader_names_missing_and_broken_files() {
 }
 
 #[test]
-fn embedded_model_is_a_clear_error_until_trained() {
-    // models/default/ holds no model yet: build.rs compiles none in.
-    let err = Model::embedded().unwrap_err();
-    assert!(err.to_string().contains("no embedded model"), "{err}");
+fn the_embedded_default_is_the_interpolator_alone() {
+    let m = Model::embedded().unwrap();
+    assert!(m.interpolator().is_some() && m.transformer().is_none() && m.refiner().is_none());
+    assert!(m.describe().starts_with("RIFE 4.25"), "{}", m.describe());
+}
+
+#[test]
+fn an_untrained_transformer_runs_no_refinement() {
+    assert!(Model::untrained(&Config::tiny(), 0, &Device::Cpu).unwrap().refiner().is_none());
+    let trained = Config { trained: true, ..Config::tiny() };
+    assert!(Model::untrained(&trained, 0, &Device::Cpu).unwrap().refiner().is_some());
+    // Configs written before the field are untrained.
+    let mut json: serde_json::Value = serde_json::to_value(Config::tiny()).unwrap();
+    json.as_object_mut().unwrap().remove("trained");
+    assert!(!serde_json::from_value::<Config>(json).unwrap().trained);
+}
+
+#[test]
+fn a_model_directory_of_an_unknown_kind_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"kind": "sd-vae"}"#).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"").unwrap();
+    let err = Model::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("unknown model kind") && err.contains("sd-vae"), "{err}");
 }
 
 #[test]

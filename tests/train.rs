@@ -39,7 +39,7 @@ fn loss_goes_down_on_tiny_data() {
     let last: f64 = losses[50..].iter().sum::<f64>() / 10.0;
     assert!(last < first * 0.8, "loss {first} -> {last}");
     // The checkpoint is a loadable model.
-    weft::Model::load(dir.path().join("ema")).unwrap();
+    weft::model::Transformer::load(dir.path().join("ema")).unwrap();
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn training_starts_each_frame_from_the_estimate_the_sampler_uses() {
     let frames = clip(40, 32, 4, 0);
     let plan = vec![vec![true, false, false, true]];
     for prior in [weft::Prior::Blend, weft::Prior::Motion] {
-        let m = weft::Model::untrained(&Config { prior, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
+        let m = weft::model::Transformer::untrained(&Config { prior, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
         let p = weft::train::prior_batch(&m, &[frames.clone()], &plan).unwrap().unwrap();
         assert_eq!(p.dims(), &[1, 4, 3, 32, 40]);
         let expect = match prior {
@@ -93,7 +93,7 @@ fn training_starts_each_frame_from_the_estimate_the_sampler_uses() {
         let known: f32 = p.get(0).unwrap().get(0).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
         assert_eq!(known, 0.0);
     }
-    let m = weft::Model::untrained(&Config { prior: weft::Prior::Noise, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
+    let m = weft::model::Transformer::untrained(&Config { prior: weft::Prior::Noise, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
     assert!(weft::train::prior_batch(&m, &[frames], &plan).unwrap().is_none());
 }
 

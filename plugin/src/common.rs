@@ -26,7 +26,10 @@ pub const GENERATED_META: &str = "WeftGeneratedMeta";
 
 /// Name of the element message posted for each fill. Fields: `start`
 /// (guint64, PTS of the first generated frame, ns), `count` (guint, frames),
-/// `method` (`generate`, `hold` or `skip`), `reason` (`gap`, `end-gap`,
+/// `method` (what made the frames: `hold` at a scene cut, `skip`, or the
+/// generation method, e.g. `flow-interpolation`, `block-matching`,
+/// `cross-fade`, `motion-continued`, `camera-push-in`, `weft-transformer`,
+/// several joined by `+`), `reason` (`gap`, `end-gap`,
 /// `extend-forward`, `extend-backward`, `animate`), `frame-duration` (guint64
 /// ns) and, except for `skip`, `seconds` (gdouble, wall time of the fill).
 pub const FILL_MESSAGE: &str = "weft-fill";
@@ -498,6 +501,7 @@ impl FillJob {
         let t0 = Instant::now();
         match self.run_inner(element, srcpad, cancel) {
             Ok(method) => {
+                let method = method.as_str();
                 let secs = t0.elapsed().as_secs_f64();
                 gst::info!(
                     CAT,
@@ -524,7 +528,7 @@ impl FillJob {
         }
     }
 
-    fn run_inner(&self, element: &gst::Element, srcpad: &gst::Pad, cancel: &AtomicBool) -> Result<&'static str, Stop> {
+    fn run_inner(&self, element: &gst::Element, srcpad: &gst::Pad, cancel: &AtomicBool) -> Result<String, Stop> {
         let model = self.model.get(element).map_err(Stop::Failed)?;
         let conv = Converter::new(&self.info).map_err(Stop::Failed)?;
         let n = self.n as i64;
@@ -585,7 +589,7 @@ impl FillJob {
                     mark_generated(b.make_mut(), self.start + self.dur * i as u64, self.dur, "hold", i);
                     push(b)?;
                 }
-                return Ok("hold");
+                return Ok("hold".into());
             }
         }
 
@@ -601,7 +605,7 @@ impl FillJob {
         let mut opts = self.opts.clone();
         // Different noise for every fill, reproducible for the same stream.
         opts.seed = opts.seed.wrapping_add(self.start.nseconds() / self.dur.nseconds().max(1));
-        weft::run_plan(&model, &plan, &opts, |pos, frame| -> Result<(), Stop> {
+        let report = weft::run_plan(&model, &plan, &opts, |pos, frame| -> Result<(), Stop> {
             if cancel.load(Ordering::SeqCst) {
                 return Err(Stop::Flow(gst::FlowError::Flushing));
             }
@@ -625,7 +629,7 @@ impl FillJob {
         for (_, b) in held {
             push(b)?;
         }
-        Ok("generate")
+        Ok(report.methods.keys().map(|m| m.name()).collect::<Vec<_>>().join("+"))
     }
 }
 

@@ -103,6 +103,13 @@ pub struct Config {
     /// to a `blend`/`motion` prior at flow time 1. Ignored for `noise`.
     #[serde(default = "default_prior_noise")]
     pub prior_noise: f32,
+    /// Whether the weights were trained (`weft model export` sets it for a
+    /// training run's weights). Only trained weights refine the estimate: an
+    /// untrained transformer would cost every sampling step and change
+    /// nothing, so a model without it is its prior's estimate alone (the
+    /// cross-fade for a `noise` prior, which has no estimate of its own).
+    #[serde(default)]
+    pub trained: bool,
 }
 
 impl Default for Config {
@@ -124,6 +131,7 @@ impl Default for Config {
             weight_dtype: WeightDtype::F16,
             prior: Prior::Motion,
             prior_noise: 0.0,
+            trained: false,
         }
     }
 }
@@ -144,6 +152,7 @@ impl Config {
             weight_dtype: WeightDtype::F32,
             prior: Prior::Motion,
             prior_noise: 0.02,
+            trained: false,
         }
     }
 

@@ -1,65 +1,32 @@
-//! The model room: a diffusion transformer over spacetime patches.
+//! The model room: every kind of model weft runs, behind one [`Model`].
 //!
-//! # Architecture
-//! * A window of `T` frames `[B, T, 3, H, W]` (pixels in [-1, 1]) is padded
-//!   (edge replication) to a multiple of `patch_size * window`, cut into
-//!   `patch_size`² patches and embedded to `hidden_size` tokens, giving a
-//!   token grid `[B, T, Hg, Wg, C]`. Padding is cropped off the output, so the
-//!   caller never sees a size rule.
-//! * Every frame slot carries a conditioning vector: an embedding of its flow
-//!   timestep (0 for known, clean frames) plus a learned "known / generate"
-//!   embedding — the per-frame timestep of Open-Sora. It modulates every block
-//!   (adaLN: shift, scale and gate per frame), so known frames enter as clean
-//!   tokens and are recognised as such.
-//! * Positions are encoded with 3-D rotary embeddings: each head is split into a
-//!   time part (a quarter) and y / x parts. Time positions are real numbers
-//!   (frame offsets, possibly far apart or negative), y / x are patch indices.
-//!   No learned table fixes the number of frames or the resolution.
-//! * Attention: **spacetime window attention** (Video-Swin style). Each block
-//!   attends within windows of `T x window x window` tokens: all frames of the
-//!   model window, a local spatial neighbourhood. Every other block shifts the
-//!   windows cyclically by half a window so information flows across window
-//!   borders. Chosen over full attention because the cost is linear in H x W
-//!   (a 720p frame is 14 400 tokens at patch 8: full attention over 5 such
-//!   frames would need 5e9 scores per head), and over factorised spatial +
-//!   temporal attention because one joint window sees motion of up to a few
-//!   patches directly, which per-location temporal attention cannot. In
-//!   inference the windows are processed in chunks so that attention scores
-//!   stay under a fixed budget whatever the frame size.
-//! * Known frames are a pass of their own: their tokens attend only to known
-//!   tokens, so they never depend on the noisy frames, and the frames being
-//!   generated attend to the known tokens' keys and values plus their own.
-//!   The known pass is the same at every sampling step, so the sampler runs it
-//!   once per window ([`Model::encode_known`]) and each step costs only the
-//!   frames being generated ([`Model::forward_generating`]): for a one-frame
-//!   gap with four context frames, a fifth of a whole-window pass.
-//! * A final modulated layer maps tokens back to patch pixels: the predicted
-//!   flow velocity `v = x_1 - clean`, where `x_1`, the start of the flow, is
-//!   set by the config's [`Prior`]: pure noise (rectified flow), or a
-//!   classical estimate of the frame plus a little noise (a flow bridge; the
-//!   default model starts from a motion-compensated interpolation of its
-//!   neighbours, `tasks::motion`, and learns the path from there to the
-//!   truth).
+//! * [`rife`]: a pretrained RIFE-class flow interpolator, the embedded
+//!   default. It estimates in-between frames; it cannot generate.
+//! * [`transformer`]: weft's own spacetime-patch diffusion transformer, which
+//!   refines an estimate (runs only when its config says its weights are
+//!   trained, see [`Config::trained`]).
+//!
+//! A model directory holds `config.json` and `model.safetensors`; the config
+//! tells the kinds apart (`"kind": "rife"`, or a weft transformer config).
+//! The tasks room asks a model only for what it can do: an estimator for the
+//! frames between or beside known ones, and optionally a refiner.
 
 pub mod config;
 pub(crate) mod layers;
+pub mod rife;
+pub mod transformer;
 mod weights;
 
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor};
-use candle_nn::{Linear, VarBuilder, VarMap};
-use rand::SeedableRng;
-use rand_distr::Distribution;
+use candle_core::Device;
 
 pub use config::{Config, Prior, WeightDtype};
 pub use layers::Mode;
+pub use rife::Interpolator;
+pub use transformer::{KnownContext, Transformer, WindowBatch};
 
 use crate::error::{Result, WeftError};
-use layers::{Block, Norm, Windows, linear, modulate};
-
-/// Upper bound on attention-score floats held at once in inference (32 MiB).
-const MAX_SCORES: usize = 8 << 20;
 
 /// Parses a device name: `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(name: &str) -> Result<Device> {
@@ -95,127 +62,39 @@ pub fn device_name(dev: &Device) -> String {
     }
 }
 
-/// The network itself (weights live in the owning [`Model`]'s var map).
-struct Net {
-    patch_embed: Linear,
-    t_fc1: Linear,
-    t_fc2: Linear,
-    known_embed: Tensor,
-    blocks: Vec<Block>,
-    final_ada: Linear,
-    final_linear: Linear,
-    norm: Norm,
+
+/// A loaded model of any kind.
+#[derive(Debug)]
+pub struct Model {
+    kind: Kind,
 }
 
-impl Net {
-    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
-        let c = cfg.hidden_size;
-        let blocks = (0..cfg.depth)
-            .map(|i| Block::new(c, cfg.num_heads, cfg.mlp_ratio, i % 2 == 1, vb.pp(format!("blocks.{i}"))))
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(Self {
-            patch_embed: candle_nn::linear(cfg.patch_dim(), c, vb.pp("patch_embed"))?,
-            t_fc1: candle_nn::linear(cfg.time_freq_dim, c, vb.pp("t_embed.fc1"))?,
-            t_fc2: candle_nn::linear(c, c, vb.pp("t_embed.fc2"))?,
-            known_embed: vb.get_with_hints((2, c), "known_embed", candle_nn::Init::Const(0.0))?,
-            blocks,
-            final_ada: candle_nn::linear(c, 2 * c, vb.pp("final.ada"))?,
-            final_linear: candle_nn::linear(c, cfg.patch_dim(), vb.pp("final.linear"))?,
-            norm: Norm::new(c, vb.device())?,
-        })
+#[derive(Debug)]
+enum Kind {
+    Transformer(Transformer),
+    Interpolator(Interpolator),
+}
+
+impl From<Transformer> for Model {
+    fn from(t: Transformer) -> Self {
+        Model { kind: Kind::Transformer(t) }
     }
 }
 
-/// The inputs of one forward pass over a window of frame slots.
-pub struct WindowBatch<'a> {
-    /// `[B, T, 3, H, W]` f32 in [-1, 1]: clean pixels for known slots, the
-    /// current noisy state for slots being generated.
-    pub x: &'a Tensor,
-    /// `[B, T]` f32 flow time of each slot: 0 = clean, 1 = the flow's start
-    /// (known slots are taken as 0).
-    pub t: &'a Tensor,
-    /// `[B, T]` u32: 1 for a known slot, 0 for a slot being generated.
-    pub known: &'a Tensor,
-    /// `[B, T]` f32 time position of each slot, in frames.
-    pub tpos: &'a Tensor,
-}
-
-/// A loaded (or freshly initialised) weft model.
-pub struct Model {
-    cfg: Config,
-    varmap: VarMap,
-    device: Device,
-    /// Built on the trainable variables: every op is recorded for backprop.
-    net: Net,
-    /// The same weights (shared storage, so loads and optimiser steps show
-    /// through) as plain tensors: no graph is kept alive, so inference memory
-    /// is that of one block's activations, not of the whole pass.
-    infer: Net,
-}
-
-impl std::fmt::Debug for Model {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Model")
-            .field("config", &self.cfg)
-            .field("parameters", &self.num_parameters())
-            .field("device", &device_name(&self.device))
-            .finish()
+impl From<Interpolator> for Model {
+    fn from(i: Interpolator) -> Self {
+        Model { kind: Kind::Interpolator(i) }
     }
 }
 
 impl Model {
-    /// Builds the network with all weights zero (to be filled by a loader or an initialiser).
-    pub(crate) fn build(cfg: &Config, device: &Device) -> Result<Self> {
-        cfg.validate()?;
-        crate::runtime::tune_allocator();
-        let varmap = VarMap::new();
-        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let net = Net::new(cfg, vb)?;
-        let detached: std::collections::HashMap<String, Tensor> = varmap
-            .data()
-            .lock()
-            .expect("var map lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-            .collect();
-        let infer = Net::new(cfg, VarBuilder::from_tensors(detached, DType::F32, device))?;
-        Ok(Self { cfg: cfg.clone(), varmap, device: device.clone(), net, infer })
-    }
-
-    /// A randomly initialised (untrained) model, identical for the same `seed`.
-    /// Weights are drawn with a scaled normal (std = gain / sqrt(fan_in)),
-    /// biases start at zero.
+    /// A randomly initialised weft transformer (see [`Transformer::untrained`]).
     pub fn untrained(cfg: &Config, seed: u64, device: &Device) -> Result<Self> {
-        let model = Self::build(cfg, device)?;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        for (name, var) in model.named_vars() {
-            let dims = var.dims().to_vec();
-            let n: usize = dims.iter().product();
-            let values: Vec<f32> = if name.ends_with(".bias") {
-                vec![0.0; n]
-            } else {
-                let fan_in = if dims.len() == 2 { dims[1] } else { 1 };
-                // A bridge model starts at its prior: a near-zero output layer
-                // (not exactly zero, so that every tensor gets a gradient from
-                // the first step).
-                let gain = if name.starts_with("final.linear") && cfg.prior != Prior::Noise {
-                    1e-3
-                } else if name.contains("ada") || name.starts_with("final.linear") {
-                    0.5
-                } else {
-                    1.0
-                };
-                let std = gain / (fan_in as f32).sqrt();
-                let normal = rand_distr::Normal::new(0.0f32, std).expect("finite std");
-                (0..n).map(|_| normal.sample(&mut rng)).collect()
-            };
-            var.set(&Tensor::from_vec(values, dims, device)?)?;
-        }
-        Ok(model)
+        Ok(Transformer::untrained(cfg, seed, device)?.into())
     }
 
-    /// Loads `config.json` and `model.safetensors` from `dir` onto the CPU,
-    /// validating every tensor against the config.
+    /// Loads a model directory (`config.json` + `model.safetensors`) of any
+    /// kind onto the CPU, validating every tensor.
     pub fn load(dir: impl AsRef<Path>) -> Result<Self> {
         Self::load_on(dir, &Device::Cpu)
     }
@@ -225,13 +104,8 @@ impl Model {
         weights::load_dir(dir.as_ref(), device)
     }
 
-    /// Builds a model from a config and the bytes of a safetensors file.
-    pub fn from_bytes(cfg: &Config, safetensors: &[u8], device: &Device) -> Result<Self> {
-        weights::load_bytes(cfg, safetensors, Path::new("<memory>"), device)
-    }
-
-    /// The default model compiled into the library (`models/default/`, see
-    /// its README for how it was trained), on the CPU. Fails with
+    /// The default model compiled into the library (`models/default/`: the
+    /// RIFE 4.25 interpolator, see its README), on the CPU. Fails with
     /// [`WeftError::NoEmbeddedModel`] in a build made without one.
     pub fn embedded() -> Result<Self> {
         #[cfg(weft_default_model)]
@@ -239,11 +113,7 @@ impl Model {
             const CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/config.json"));
             const WEIGHTS: &[u8] =
                 include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/model.safetensors"));
-            let cfg: Config = serde_json::from_str(CONFIG).map_err(|e| WeftError::Config {
-                path: "<embedded>/config.json".into(),
-                reason: e.to_string(),
-            })?;
-            weights::load_bytes(&cfg, WEIGHTS, Path::new("<embedded>/model.safetensors"), &Device::Cpu)
+            weights::load_parts(CONFIG, WEIGHTS, Path::new("<embedded>"), &Device::Cpu)
         }
         #[cfg(not(weft_default_model))]
         Err(WeftError::NoEmbeddedModel)
@@ -252,272 +122,84 @@ impl Model {
     /// Writes `config.json` and `model.safetensors` into `dir` (created if
     /// needed; files are written under temporary names and renamed).
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
-        weights::save_dir(self, dir.as_ref())
+        match &self.kind {
+            Kind::Transformer(t) => t.save(dir),
+            Kind::Interpolator(i) => weights::save_interpolator(i, dir.as_ref()),
+        }
     }
 
     /// A copy of this model on another device.
     pub fn to_device(&self, device: &Device) -> Result<Self> {
-        let model = Self::build(&self.cfg, device)?;
-        let src = self.named_vars();
-        for ((_, dst), (_, s)) in model.named_vars().into_iter().zip(src) {
-            dst.set(&s.as_tensor().to_device(device)?)?;
-        }
-        Ok(model)
+        Ok(match &self.kind {
+            Kind::Transformer(t) => t.to_device(device)?.into(),
+            Kind::Interpolator(i) => i.to_device(device)?.into(),
+        })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.cfg
-    }
     pub fn device(&self) -> &Device {
-        &self.device
-    }
-    /// The trainable variables (for an optimiser).
-    pub fn varmap(&self) -> &VarMap {
-        &self.varmap
+        match &self.kind {
+            Kind::Transformer(t) => t.device(),
+            Kind::Interpolator(i) => i.device(),
+        }
     }
 
-    /// All variables sorted by name.
-    pub fn named_vars(&self) -> Vec<(String, candle_core::Var)> {
-        let data = self.varmap.data().lock().expect("var map lock");
-        let mut v: Vec<_> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+    /// The weft transformer, for a model of that kind.
+    pub fn transformer(&self) -> Option<&Transformer> {
+        match &self.kind {
+            Kind::Transformer(t) => Some(t),
+            Kind::Interpolator(_) => None,
+        }
+    }
+
+    /// The weft transformer itself, for a model of that kind.
+    pub fn into_transformer(self) -> Option<Transformer> {
+        match self.kind {
+            Kind::Transformer(t) => Some(t),
+            Kind::Interpolator(_) => None,
+        }
+    }
+
+    /// The flow interpolator, for a model of that kind.
+    pub fn interpolator(&self) -> Option<&Interpolator> {
+        match &self.kind {
+            Kind::Interpolator(i) => Some(i),
+            Kind::Transformer(_) => None,
+        }
+    }
+
+    /// The transformer that refines the estimates, when this model has one
+    /// whose weights are trained; `None` means the estimate is the output.
+    pub fn refiner(&self) -> Option<&Transformer> {
+        self.transformer().filter(|t| t.config().trained)
     }
 
     /// Number of scalar parameters.
     pub fn num_parameters(&self) -> usize {
-        self.named_vars().iter().map(|(_, v)| v.elem_count()).sum()
+        match &self.kind {
+            Kind::Transformer(t) => t.num_parameters(),
+            Kind::Interpolator(i) => i.num_parameters(),
+        }
     }
 
-    /// Predicts the flow velocity for every slot of a window: `[B, T, 3, H, W]`.
-    ///
-    /// Known slots are run as their own pass (their tokens attend only to
-    /// known tokens, so they never depend on the noisy frames); the slots
-    /// being generated attend to the known tokens' keys/values and to each
-    /// other. Every sample of a batch must have the same number of known slots.
-    pub fn forward(&self, batch: &WindowBatch<'_>, mode: Mode) -> Result<Tensor> {
-        let (b, t, _, _, _) = batch.x.dims5()?;
-        let flags: Vec<Vec<u32>> = batch.known.to_dtype(DType::U32)?.to_vec2()?;
-        let known_idx: Vec<Vec<u32>> =
-            flags.iter().map(|f| (0..t as u32).filter(|&i| f[i as usize] != 0).collect()).collect();
-        let unknown_idx: Vec<Vec<u32>> =
-            flags.iter().map(|f| (0..t as u32).filter(|&i| f[i as usize] == 0).collect()).collect();
-        let tk = known_idx[0].len();
-        if known_idx.iter().any(|k| k.len() != tk) {
-            return Err(WeftError::BadPlan("every sample of a batch needs the same number of known slots".into()));
-        }
-        let pick = |src: &Tensor, idx: &[Vec<u32>]| -> candle_core::Result<Tensor> {
-            let parts = idx
-                .iter()
-                .enumerate()
-                .map(|(i, ix)| {
-                    let ix = Tensor::from_vec(ix.clone(), ix.len(), src.device())?;
-                    src.get(i)?.index_select(&ix, 0)
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Tensor::stack(&parts, 0)
-        };
-        let mut outputs = Vec::new();
-        let mut order: Vec<Vec<u32>> = vec![Vec::new(); b];
-        let mut context = None;
-        for (idx, is_known) in [(&known_idx, true), (&unknown_idx, false)] {
-            if idx[0].is_empty() {
-                continue;
+    /// One line naming the kind of model and what it runs.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Transformer(t) => {
+                let c = t.config();
+                format!(
+                    "weft transformer, {} parameters ({}), {} prior, {}",
+                    self.num_parameters(),
+                    c.weight_dtype.name(),
+                    c.prior.name(),
+                    if c.trained { "trained: refines the estimate" } else { "untrained: the estimate alone is used" }
+                )
             }
-            let x = pick(batch.x, idx)?;
-            // Known slots are clean: their flow time is 0 whatever `t` says.
-            let tt = if is_known { pick(batch.t, idx)?.zeros_like()? } else { pick(batch.t, idx)? };
-            let kk = pick(batch.known, idx)?;
-            let tp = pick(batch.tpos, idx)?;
-            let ctx = if is_known { None } else { context.as_deref() };
-            let (v, kvs) = self.pass_impl(&x, &tt, &kk, &tp, ctx, mode, true, is_known)?;
-            if is_known {
-                context = Some(kvs);
-            }
-            outputs.push(v);
-            for (o, ix) in order.iter_mut().zip(idx.iter()) {
-                o.extend_from_slice(ix);
-            }
+            Kind::Interpolator(i) => format!(
+                "RIFE {} flow interpolator, {} parameters ({})",
+                i.config().version,
+                self.num_parameters(),
+                i.config().weight_dtype.name()
+            ),
         }
-        let all = if outputs.len() == 1 { outputs.pop().unwrap() } else { Tensor::cat(&outputs, 1)? };
-        // Back to slot order: position i of the output holds slot order[i].
-        let inverse: Vec<Vec<u32>> = order
-            .iter()
-            .map(|o| {
-                let mut inv = vec![0u32; t];
-                for (i, &slot) in o.iter().enumerate() {
-                    inv[slot as usize] = i as u32;
-                }
-                inv
-            })
-            .collect();
-        Ok(pick(&all, &inverse)?)
     }
-
-    /// Runs the known frames of a window once (inference): their keys and
-    /// values in every block, for [`Model::forward_generating`]. `x`:
-    /// `[B, Tk, 3, H, W]` clean frames, `tpos`: `[B, Tk]`.
-    pub fn encode_known(&self, x: &Tensor, tpos: &Tensor) -> Result<KnownContext> {
-        let (b, tk, _, h, w) = x.dims5()?;
-        let t = Tensor::zeros((b, tk), DType::F32, &self.device)?;
-        let known = Tensor::ones((b, tk), DType::U32, &self.device)?;
-        let (_, kvs) = self.pass_impl(x, &t, &known, tpos, None, Mode::Inference, false, true)?;
-        Ok(KnownContext { kvs, size: (b, h, w) })
-    }
-
-    /// Velocity of the frames being generated, `[B, Tu, 3, H, W]`, given the
-    /// known frames' context (inference). Equal to the matching slots of
-    /// [`Model::forward`] on the whole window, at a cost that depends only on
-    /// the frames being generated.
-    pub fn forward_generating(&self, context: &KnownContext, x: &Tensor, t: &Tensor, tpos: &Tensor) -> Result<Tensor> {
-        let (b, tu, _, h, w) = x.dims5()?;
-        if (b, h, w) != context.size {
-            return Err(WeftError::BadPlan(format!(
-                "context was encoded for {:?} (batch, height, width), frames are {:?}",
-                context.size,
-                (b, h, w)
-            )));
-        }
-        let known = Tensor::zeros((b, tu), DType::U32, &self.device)?;
-        Ok(self.pass_impl(x, t, &known, tpos, Some(&context.kvs), Mode::Inference, true, false)?.0)
-    }
-
-    /// One pass over a group of frames (all known, or all being generated
-    /// with `context`). Returns the velocity (when `head`) and, when
-    /// `keep_kv`, every block's keys/values (else they are dropped at once).
-    #[allow(clippy::too_many_arguments)]
-    fn pass_impl(
-        &self,
-        x: &Tensor,
-        t_flow: &Tensor,
-        known: &Tensor,
-        tpos: &Tensor,
-        context: Option<&[(Tensor, Tensor)]>,
-        mode: Mode,
-        head: bool,
-        keep_kv: bool,
-    ) -> candle_core::Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        let cfg = &self.cfg;
-        let net = match mode {
-            Mode::Train => &self.net,
-            Mode::Inference => &self.infer,
-        };
-        let dev = &self.device;
-        let (b, t, ch, h, w) = x.dims5()?;
-        if ch != 3 {
-            candle_core::bail!("expected 3 colour channels, got {ch}");
-        }
-        let p = cfg.patch_size;
-        let c = cfg.hidden_size;
-
-        // Token grid and window geometry; pad pixels so both divide.
-        let (gh, gw) = (h.div_ceil(p), w.div_ceil(p));
-        let (wy, wx) = (cfg.window.min(gh), cfg.window.min(gw));
-        let (hg, wg) = (gh.div_ceil(wy) * wy, gw.div_ceil(wx) * wx);
-        let (hp, wp) = (hg * p, wg * p);
-        let mut x = x.clone();
-        if hp > h {
-            x = x.pad_with_same(3, 0, hp - h)?;
-        }
-        if wp > w {
-            x = x.pad_with_same(4, 0, wp - w)?;
-        }
-
-        // Patchify: [B,T,3,Hg,p,Wg,p] -> [B,T,Hg,Wg,3*p*p] -> tokens.
-        let x = x
-            .reshape(&[b, t, 3, hg, p, wg, p][..])?
-            .permute([0, 1, 3, 5, 2, 4, 6])?
-            .reshape((b, t, hg, wg, 3 * p * p))?;
-        let mut x = linear(&x, &net.patch_embed)?;
-
-        // Per-frame conditioning.
-        let temb = timestep_features(t_flow, cfg.time_freq_dim)?;
-        let temb = linear(&linear(&temb, &net.t_fc1)?.silu()?, &net.t_fc2)?;
-        let kemb = net.known_embed.index_select(&known.to_dtype(DType::U32)?.flatten_all()?, 0)?.reshape((b, t, c))?;
-        let cond = (temb + kemb)?.silu()?;
-
-        // Rotary tables, partitioned once per window geometry.
-        let (cos, sin) = rope_tables(cfg, tpos, hg, wg, dev)?;
-        let plain = Windows { wy, wx, sy: 0, sx: 0 };
-        let shifted = Windows {
-            wy,
-            wx,
-            sy: if hg > wy { wy / 2 } else { 0 },
-            sx: if wg > wx { wx / 2 } else { 0 },
-        };
-        let tables_plain = (plain.partition(&cos)?, plain.partition(&sin)?);
-        let tables_shift = if net.blocks.iter().any(|b| b.shifted) {
-            Some((shifted.partition(&cos)?, shifted.partition(&sin)?))
-        } else {
-            None
-        };
-        let max_scores = match mode {
-            Mode::Inference => MAX_SCORES,
-            Mode::Train => usize::MAX,
-        };
-
-        let mut kvs = Vec::with_capacity(net.blocks.len());
-        for (i, block) in net.blocks.iter().enumerate() {
-            let (win, (cs, sn)) = if block.shifted {
-                (&shifted, tables_shift.as_ref().expect("built above"))
-            } else {
-                (&plain, &tables_plain)
-            };
-            let ctx = context.map(|c| &c[i]);
-            let (nx, kv) = block.forward(&x, &cond, win, cs, sn, ctx, mode, max_scores)?;
-            x = nx;
-            if keep_kv {
-                kvs.push(kv);
-            }
-        }
-        if !head {
-            return Ok((x, kvs));
-        }
-
-        // Final modulated projection back to patch pixels.
-        let m = linear(&cond, &net.final_ada)?.reshape((b, t, 1, 1, 2 * c))?;
-        let (shift, scale) = (m.narrow(D::Minus1, 0, c)?, m.narrow(D::Minus1, c, c)?);
-        let x = modulate(&net.norm.forward(&x, mode)?, &shift, &scale)?;
-        let x = linear(&x, &net.final_linear)?;
-        let x = x
-            .reshape(&[b, t, hg, wg, 3, p, p][..])?
-            .permute([0, 1, 4, 2, 5, 3, 6])?
-            .reshape((b, t, 3, hp, wp))?;
-        Ok((x.narrow(3, 0, h)?.narrow(4, 0, w)?.contiguous()?, kvs))
-    }
-}
-
-/// The known frames of a window, run once through every block: their
-/// attention keys and values, reused at every sampling step.
-pub struct KnownContext {
-    kvs: Vec<(Tensor, Tensor)>,
-    size: (usize, usize, usize),
-}
-
-/// Sinusoidal features of the flow time (scaled to 0..1000): `[B, T, dim]`.
-fn timestep_features(t: &Tensor, dim: usize) -> candle_core::Result<Tensor> {
-    let half = dim / 2;
-    let freqs: Vec<f32> = (0..half).map(|i| (-(10000f32.ln()) * i as f32 / half as f32).exp()).collect();
-    let freqs = Tensor::from_vec(freqs, (1, 1, half), t.device())?;
-    let args = (t.to_dtype(DType::F32)?.unsqueeze(2)? * 1000.0)?.broadcast_mul(&freqs)?;
-    Tensor::cat(&[args.cos()?, args.sin()?], 2)
-}
-
-/// Rotary angles for every token, `[B, T, Hg, Wg, hd/2]` as (cos, sin).
-fn rope_tables(cfg: &Config, tpos: &Tensor, hg: usize, wg: usize, dev: &Device) -> candle_core::Result<(Tensor, Tensor)> {
-    let (dt, dy, dx) = cfg.rope_split();
-    let freqs = |n: usize| -> Vec<f32> {
-        (0..n / 2).map(|i| (cfg.rope_theta as f32).powf(-(2.0 * i as f32) / n as f32)).collect()
-    };
-    let (ft, fy, fx) = (freqs(dt), freqs(dy), freqs(dx));
-    let (b, t) = tpos.dims2()?;
-    let ft = Tensor::from_vec(ft.clone(), (1, 1, 1, 1, ft.len()), dev)?;
-    let at = tpos.to_dtype(DType::F32)?.reshape((b, t, 1, 1, 1))?.broadcast_mul(&ft)?;
-    let at = at.broadcast_as((b, t, hg, wg, dt / 2))?;
-    let ay: Vec<f32> = (0..hg).flat_map(|y| fy.iter().map(move |f| y as f32 * f)).collect();
-    let ay = Tensor::from_vec(ay, (1, 1, hg, 1, dy / 2), dev)?.broadcast_as((b, t, hg, wg, dy / 2))?;
-    let ax: Vec<f32> = (0..wg).flat_map(|x| fx.iter().map(move |f| x as f32 * f)).collect();
-    let ax = Tensor::from_vec(ax, (1, 1, 1, wg, dx / 2), dev)?.broadcast_as((b, t, hg, wg, dx / 2))?;
-    let angles = Tensor::cat(&[at.contiguous()?, ay.contiguous()?, ax.contiguous()?], 4)?;
-    Ok((angles.cos()?, angles.sin()?))
 }

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_core::safetensors::Load;
 use safetensors::SafeTensors;
 
-use super::{Config, Model};
+use super::{Config, Interpolator, Model, Transformer, WeightDtype, rife};
 use crate::error::{Result, WeftError};
 
 pub const CONFIG_FILE: &str = "config.json";
@@ -36,12 +36,13 @@ fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Strin
     format!("{:08x}", h.finalize())
 }
 
-pub(super) fn read_config(path: &Path) -> Result<Config> {
-    let text = std::fs::read_to_string(path).map_err(|e| WeftError::Config {
-        path: path.to_path_buf(),
-        reason: format!("cannot read: {e}"),
-    })?;
-    let cfg: Config = serde_json::from_str(&text).map_err(|e| WeftError::Config {
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| WeftError::Config { path: path.to_path_buf(), reason: format!("cannot read: {e}") })
+}
+
+/// A weft transformer config.
+pub(super) fn parse_config(text: &str, path: &Path) -> Result<Config> {
+    let cfg: Config = serde_json::from_str(text).map_err(|e| WeftError::Config {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -56,27 +57,86 @@ pub(super) fn load_dir(dir: &Path, device: &Device) -> Result<Model> {
             reason: if dir.exists() { "is not a directory".into() } else { "does not exist".into() },
         });
     }
-    let cfg = read_config(&dir.join(CONFIG_FILE))?;
+    let text = read_text(&dir.join(CONFIG_FILE))?;
+    // The config first: a broken config is reported as such, before the weights are read.
+    let kind = config_kind(&text, &dir.join(CONFIG_FILE))?;
     let wpath = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&wpath).map_err(|e| WeftError::WeightsCorrupt {
         path: wpath.clone(),
         reason: format!("cannot read: {e}"),
     })?;
-    load_bytes(&cfg, &bytes, &wpath, device)
+    load_kind(kind, &text, &bytes, dir, device)
 }
 
-pub(super) fn load_bytes(cfg: &Config, bytes: &[u8], path: &Path, device: &Device) -> Result<Model> {
+/// Which kind of model a config describes: its `kind` field, or none for a
+/// weft transformer config.
+enum ConfigKind {
+    Transformer,
+    Rife,
+}
+
+fn config_kind(text: &str, path: &Path) -> Result<ConfigKind> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| WeftError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
+    match value.get("kind") {
+        None => Ok(ConfigKind::Transformer),
+        Some(serde_json::Value::String(k)) if k == rife::KIND => Ok(ConfigKind::Rife),
+        Some(other) => Err(WeftError::Config {
+            path: path.to_path_buf(),
+            reason: format!("unknown model kind {other} (this weft knows `{}` and weft transformer configs)", rife::KIND),
+        }),
+    }
+}
+
+fn load_kind(kind: ConfigKind, config: &str, weights: &[u8], dir: &Path, device: &Device) -> Result<Model> {
+    let (cpath, wpath) = (dir.join(CONFIG_FILE), dir.join(WEIGHTS_FILE));
+    Ok(match kind {
+        ConfigKind::Transformer => load_bytes(&parse_config(config, &cpath)?, weights, &wpath, device)?.into(),
+        ConfigKind::Rife => {
+            let cfg = rife::read_config(config, &cpath)?;
+            let tensors = checked_tensors(weights, &wpath, &cfg.tensor_shapes(), cfg.weight_dtype, device)?;
+            Interpolator::from_tensors(&cfg, tensors, device)?.into()
+        }
+    })
+}
+
+/// A model from the text of its config and the bytes of its weights
+/// (`dir` names them in errors).
+pub(super) fn load_parts(config: &str, weights: &[u8], dir: &Path, device: &Device) -> Result<Model> {
+    let kind = config_kind(config, &dir.join(CONFIG_FILE))?;
+    load_kind(kind, config, weights, dir, device)
+}
+
+/// A weft transformer from its config and safetensors bytes.
+pub(super) fn load_bytes(cfg: &Config, bytes: &[u8], path: &Path, device: &Device) -> Result<Transformer> {
+    let model = Transformer::build(cfg, device)?;
+    let expected: Vec<(String, Vec<usize>)> =
+        model.named_vars().into_iter().map(|(n, v)| (n, v.dims().to_vec())).collect();
+    let tensors = checked_tensors(bytes, path, &expected, cfg.weight_dtype, device)?;
+    for (name, var) in model.named_vars() {
+        var.set(&tensors[&name])?;
+    }
+    Ok(model)
+}
+
+/// Checks a safetensors file against the tensors a model needs (every name
+/// present and none unknown, shapes, storage dtype, the recorded checksum,
+/// finite values) and loads them as f32 on `device`.
+pub(super) fn checked_tensors(
+    bytes: &[u8],
+    path: &Path,
+    expected: &[(String, Vec<usize>)],
+    dtype: WeightDtype,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
     let corrupt = |reason: String| WeftError::WeightsCorrupt { path: path.to_path_buf(), reason };
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(format!("not a valid safetensors file: {e}")))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(format!("not a valid safetensors file: {e}")))?;
-
-    let model = Model::build(cfg, device)?;
-    let expected = model.named_vars();
-    let want_dtype = cfg.weight_dtype.candle();
+    let want_dtype = dtype.candle();
 
     // Names first: every expected tensor present, nothing unknown.
     let names: std::collections::BTreeSet<String> = st.names().into_iter().map(String::from).collect();
-    for (name, _) in &expected {
+    for (name, _) in expected {
         if !names.contains(name) {
             return Err(WeftError::MissingTensor { name: name.clone() });
         }
@@ -87,12 +147,12 @@ pub(super) fn load_bytes(cfg: &Config, bytes: &[u8], path: &Path, device: &Devic
     }
 
     // Then shape and dtype of each.
-    for (name, var) in &expected {
+    for (name, dims) in expected {
         let view = st.tensor(name).map_err(|e| corrupt(format!("tensor `{name}`: {e}")))?;
-        if view.shape() != var.dims() {
+        if view.shape() != dims.as_slice() {
             return Err(WeftError::ShapeMismatch {
                 name: name.clone(),
-                expected: var.dims().to_vec(),
+                expected: dims.clone(),
                 found: view.shape().to_vec(),
             });
         }
@@ -101,13 +161,13 @@ pub(super) fn load_bytes(cfg: &Config, bytes: &[u8], path: &Path, device: &Devic
             .try_into()
             .map_err(|_| WeftError::DtypeMismatch {
                 name: name.clone(),
-                expected: cfg.weight_dtype.name().into(),
+                expected: dtype.name().into(),
                 found: dtype_name(view.dtype()),
             })?;
         if found != want_dtype {
             return Err(WeftError::DtypeMismatch {
                 name: name.clone(),
-                expected: cfg.weight_dtype.name().into(),
+                expected: dtype.name().into(),
                 found: dtype_name(view.dtype()),
             });
         }
@@ -122,16 +182,17 @@ pub(super) fn load_bytes(cfg: &Config, bytes: &[u8], path: &Path, device: &Devic
         }
     }
 
-    for (name, var) in &expected {
+    let mut out = HashMap::with_capacity(expected.len());
+    for (name, _) in expected {
         let view = st.tensor(name).map_err(|e| corrupt(format!("tensor `{name}`: {e}")))?;
         let t = view.load(device)?.to_dtype(DType::F32)?;
         let finite = t.abs()?.max_all()?.to_scalar::<f32>()?.is_finite();
         if !finite {
             return Err(WeftError::NonFinite { name: name.clone() });
         }
-        var.set(&t)?;
+        out.insert(name.clone(), t);
     }
-    Ok(model)
+    Ok(out)
 }
 
 /// Writes `bytes` to `path` via a temporary file in the same directory.
@@ -144,13 +205,13 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Serialises the weights (in the config's storage dtype) to safetensors bytes.
-pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>> {
-    let dtype = model.config().weight_dtype.candle();
-    let tensors: BTreeMap<String, Tensor> = model
-        .named_vars()
+/// Serialises named tensors in the storage dtype to safetensors bytes, with
+/// a checksum of their data.
+pub(super) fn to_bytes<'a>(named: impl IntoIterator<Item = (String, &'a Tensor)>, dtype: WeightDtype) -> Result<Vec<u8>> {
+    let dtype = dtype.candle();
+    let tensors: BTreeMap<String, Tensor> = named
         .into_iter()
-        .map(|(n, v)| Ok((n, v.as_tensor().to_device(&Device::Cpu)?.to_dtype(dtype)?)))
+        .map(|(n, t)| Ok((n, t.to_device(&Device::Cpu)?.to_dtype(dtype)?)))
         .collect::<Result<_>>()?;
     let raw: Vec<(String, Vec<u8>)> = tensors
         .iter()
@@ -164,9 +225,20 @@ pub(super) fn to_bytes(model: &Model) -> Result<Vec<u8>> {
         .map_err(|e| WeftError::BadOptions(format!("cannot serialise weights: {e}")))
 }
 
-pub(super) fn save_dir(model: &Model, dir: &Path) -> Result<()> {
+fn write_model(dir: &Path, config: String, weights: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let cfg = serde_json::to_string_pretty(model.config()).expect("config serialises");
-    write_atomic(&dir.join(WEIGHTS_FILE), &to_bytes(model)?)?;
-    write_atomic(&dir.join(CONFIG_FILE), format!("{cfg}\n").as_bytes())
+    write_atomic(&dir.join(WEIGHTS_FILE), weights)?;
+    write_atomic(&dir.join(CONFIG_FILE), format!("{config}\n").as_bytes())
+}
+
+pub(super) fn save_dir(model: &Transformer, dir: &Path) -> Result<()> {
+    let vars = model.named_vars();
+    let bytes = to_bytes(vars.iter().map(|(n, v)| (n.clone(), v.as_tensor())), model.config().weight_dtype)?;
+    write_model(dir, serde_json::to_string_pretty(model.config()).expect("config serialises"), &bytes)
+}
+
+pub(super) fn save_interpolator(model: &Interpolator, dir: &Path) -> Result<()> {
+    let cfg = model.config();
+    let bytes = to_bytes(model.tensors().iter().map(|(n, t)| (n.clone(), t)), cfg.weight_dtype)?;
+    write_model(dir, serde_json::to_string_pretty(cfg).expect("config serialises"), &bytes)
 }

@@ -264,6 +264,8 @@ pub struct Summary {
     pub replaced: u64,
     /// The video encoder used.
     pub codec: String,
+    /// What made the generated frames.
+    pub methods: crate::tasks::RunReport,
 }
 
 impl serde::Serialize for Gap {
@@ -369,7 +371,7 @@ impl<'a> Job<'a> {
         let writer = self.writer.as_mut().expect("created with the first frame");
         let progress = self.progress;
         let mut count = 0u64;
-        run_plan(self.model, plan, self.genopts, |pos, f| -> Result<()> {
+        let report = run_plan(self.model, plan, self.genopts, |pos, f| -> Result<()> {
             count += 1;
             if in_order {
                 writer.write_rgb(pos, &f)?;
@@ -384,6 +386,7 @@ impl<'a> Job<'a> {
             progress.set_done(writer.frames);
         }
         self.summary.generated += count;
+        self.summary.methods.merge(&report);
         Ok(())
     }
 
@@ -439,7 +442,7 @@ pub fn infill(
         _ => None,
     };
     progress.set_total(reader.estimated_frames());
-    let k = genopts.context.max(1);
+    let k = crate::tasks::context_for_gap(model, crate::tasks::MAX_VALIDATION_CONTEXT, genopts.context).max(1);
     let mut job = Job {
         input,
         output,

@@ -28,11 +28,18 @@ use std::collections::{HashMap, VecDeque};
 use candle_core::Device;
 
 pub use plan::{Direction, Plan, Slot};
+pub use prior::{EstimateRule, Method};
 
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
 use crate::model::Model;
+use prior::Estimator;
 use sampler::{WindowSlot, sample_window};
+
+/// Frame slots per window for a model with no transformer (the estimate of
+/// every slot depends only on the real frames around it; the window only
+/// bounds how many generated frames are in flight).
+const ESTIMATE_WINDOW: usize = 8;
 
 /// Default number of Euler steps: the default model's flow starts from a
 /// motion-compensated estimate, so a few steps suffice.
@@ -57,13 +64,60 @@ pub struct GenerateOptions {
     /// cross-fade of the neighbouring known frames noised to that level, like
     /// img2img strength).
     pub strength: f32,
+    /// Which estimator fills in-between frames for a model with a flow
+    /// interpolator (see [`EstimateRule`]).
+    pub estimator: EstimateRule,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self { steps: DEFAULT_STEPS, seed: 0, device: None, window: None, context: 2, strength: 1.0 }
+        Self {
+            steps: DEFAULT_STEPS,
+            seed: 0,
+            device: None,
+            window: None,
+            context: 2,
+            strength: 1.0,
+            estimator: EstimateRule::default(),
+        }
     }
 }
+
+/// What a run generated, by the method that made each frame.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub methods: std::collections::BTreeMap<Method, usize>,
+}
+
+impl serde::Serialize for RunReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_map(self.methods.iter().map(|(m, n)| (m.name(), n)))
+    }
+}
+
+impl RunReport {
+    /// The methods used, e.g. `flow-interpolation x3, cross-fade x1`.
+    pub fn describe(&self) -> String {
+        self.methods.iter().map(|(m, n)| format!("{} x{n}", m.name())).collect::<Vec<_>>().join(", ")
+    }
+    /// Adds another run's counts.
+    pub fn merge(&mut self, other: &RunReport) {
+        for (m, n) in &other.methods {
+            *self.methods.entry(*m).or_default() += n;
+        }
+    }
+}
+
+/// Known frames on each side of a gap of `gap` frames that a model uses
+/// given `context`: with a flow interpolator, enough for the estimator
+/// choice to test itself on real frames at the gap's time distance (the
+/// gap's span plus one, at most [`MAX_VALIDATION_CONTEXT`]).
+pub fn context_for_gap(model: &Model, gap: usize, context: usize) -> usize {
+    if model.interpolator().is_some() { context.max((gap + 2).min(MAX_VALIDATION_CONTEXT)) } else { context }
+}
+
+/// Most known frames a side that the estimator choice asks for.
+pub const MAX_VALIDATION_CONTEXT: usize = 9;
 
 impl GenerateOptions {
     fn check(&self, model: &Model) -> Result<usize> {
@@ -73,7 +127,7 @@ impl GenerateOptions {
         if !(self.strength > 0.0 && self.strength <= 1.0) {
             return Err(WeftError::BadOptions(format!("strength must be in (0, 1], got {}", self.strength)));
         }
-        let window = self.window.unwrap_or(model.config().frames);
+        let window = self.window.unwrap_or(model.refiner().map_or(ESTIMATE_WINDOW, |t| t.config().frames));
         if !(2..=256).contains(&window) {
             return Err(WeftError::BadOptions(format!("window must be in 2..=256 frames, got {window}")));
         }
@@ -226,10 +280,11 @@ pub fn run_plan<E: From<WeftError>>(
     plan: &Plan<'_>,
     opts: &GenerateOptions,
     mut sink: impl FnMut(i64, Frame) -> Result<(), E>,
-) -> Result<(), E> {
+) -> Result<RunReport, E> {
     let window = opts.check(model)?;
     let mut plan = plan.clone();
-    let Some(size) = plan.normalise()? else { return Ok(()) };
+    let mut report = RunReport::default();
+    let Some(size) = plan.normalise()? else { return Ok(report) };
     let windows = schedule_sorted(plan.entries(), window, opts.context);
     let moved;
     let model = match &opts.device {
@@ -257,6 +312,11 @@ pub fn run_plan<E: From<WeftError>>(
     // generate (`prior::basis_at`).
     let known_at: std::collections::BTreeMap<i64, (f32, &Frame)> =
         known.iter().map(|(p, f)| (*p, (*p as f32, *f))).collect();
+    let estimator = match (model.interpolator(), model.transformer()) {
+        (Some(i), _) => Estimator::Interpolator(i, opts.estimator),
+        (None, Some(t)) => Estimator::Prior(t.config().prior),
+        (None, None) => unreachable!("a model is an interpolator or a transformer"),
+    };
     let mut pairs = prior::PairCache::default();
     let mut cache: HashMap<i64, Frame> = HashMap::new();
     for (wi, w) in windows.iter().enumerate() {
@@ -293,8 +353,25 @@ pub fn run_plan<E: From<WeftError>>(
             })
             .collect();
         pairs.retain(|k| k.1 > origin || used.contains(k));
-        let generated =
-            sample_window(model, &wslots, size, opts.steps, opts.strength, chunk_seed(opts.seed, origin), &mut pairs)?;
+        let generated: Vec<Frame> = match model.refiner() {
+            Some(t) => {
+                let seed = chunk_seed(opts.seed, origin);
+                let g = sample_window(t, &wslots, size, opts.steps, opts.strength, seed, &mut pairs)?;
+                *report.methods.entry(Method::Transformer).or_default() += g.len();
+                g
+            }
+            None => {
+                let slots: Vec<(f32, Option<&Frame>)> = wslots.iter().map(|s| (s.tpos, s.frame)).collect();
+                let bases: Vec<_> = wslots.iter().map(|s| s.basis).collect();
+                prior::estimates_from(estimator, &slots, &bases, &mut pairs)?
+                    .into_iter()
+                    .map(|(f, m)| {
+                        *report.methods.entry(m).or_default() += 1;
+                        f
+                    })
+                    .collect()
+            }
+        };
         let in_time: Vec<i64> = slots.iter().filter(|s| s.1.is_none()).map(|s| s.0).collect();
         drop(wslots);
         drop(slots);
@@ -308,7 +385,7 @@ pub fn run_plan<E: From<WeftError>>(
             sink(*p, f)?;
         }
     }
-    Ok(())
+    Ok(report)
 }
 
 /// Runs a plan and returns the whole timeline in position order: known frames

@@ -28,7 +28,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
-use crate::model::Prior;
+use crate::model::{Interpolator, Prior};
+use crate::model::rife::PreparedPair;
 
 use super::motion::MotionPair;
 
@@ -56,6 +57,91 @@ pub(crate) struct Bracket<'f> {
     /// from there better than holding does ([`PairCache`] keeps the verdict);
     /// without such a frame the nearest one is held.
     pub check: Option<(&'f Frame, f32)>,
+    /// For a slot between the pair: known frames next to the pair that
+    /// test the estimators on real frames, `(p, q, r, t)` with `q` at time
+    /// `t` of the way from `p` to `r` (see [`choose`]).
+    pub validation: [Option<Triple<'f>>; 2],
+}
+
+/// Three known frames on one side of a gap: `q` lies at time `t` of the
+/// way from `p` to `r`, so every estimator can be scored on predicting `q`.
+#[derive(Clone, Copy)]
+pub(crate) struct Triple<'f> {
+    pub p: &'f Frame,
+    pub q: &'f Frame,
+    pub r: &'f Frame,
+    pub t: f32,
+}
+
+/// How frames to generate are estimated.
+#[derive(Clone, Copy)]
+pub(crate) enum Estimator<'m> {
+    /// A weft transformer's prior (what it was trained from).
+    Prior(Prior),
+    /// With a flow interpolator: between real frames, the method `rule`
+    /// picks; beside them (extension), the motion prior's continuation.
+    Interpolator(&'m Interpolator, EstimateRule),
+}
+
+/// Which estimator fills an in-between frame when a model has a flow
+/// interpolator (`--estimator`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EstimateRule {
+    /// Per gap, the estimator that best predicts real frames next to the gap
+    /// from their own neighbours at (up to) the gap's time distance.
+    #[default]
+    Auto,
+    /// The learned flow interpolator.
+    Flow,
+    /// The block-matching interpolator (`tasks::motion`).
+    Motion,
+    /// The cross-fade.
+    Blend,
+}
+
+impl EstimateRule {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "auto" => Self::Auto,
+            "flow" => Self::Flow,
+            "motion" => Self::Motion,
+            "blend" => Self::Blend,
+            _ => return None,
+        })
+    }
+}
+
+/// What made a generated frame (reported by the CLI and the elements).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Method {
+    /// The learned flow interpolator (RIFE).
+    Flow,
+    /// Block-matching motion-compensated interpolation.
+    Motion,
+    /// Cross-fade of the frames around the gap.
+    Blend,
+    /// Motion of the last real frames continued (extension).
+    Continued,
+    /// The nearest real frame held (extension where continuing did not pass its check).
+    Held,
+    /// The still under a slow camera push-in (animate).
+    PushIn,
+    /// A trained weft transformer refining one of the above.
+    Transformer,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Flow => "flow-interpolation",
+            Method::Motion => "block-matching",
+            Method::Blend => "cross-fade",
+            Method::Continued => "motion-continued",
+            Method::Held => "held",
+            Method::PushIn => "camera-push-in",
+            Method::Transformer => "weft-transformer",
+        }
+    }
 }
 
 /// Zoom added per frame of distance from the still, for an animate plan.
@@ -120,7 +206,37 @@ pub(crate) fn basis_at<'f>(known: &BTreeMap<i64, (f32, &'f Frame)>, p: i64, tp: 
         (None, Some(_)) => known.range(kb + 1..).next().map(|(_, &(tc, fc))| (fc, -(tb - ta) / (tc - tb))),
         _ => None,
     };
-    Some(Basis::Pair(Bracket { key: (ka, kb), a: fa, b: fb, s: (tp - ta) / (tb - ta), check }))
+    let validation = match (before, after) {
+        (Some(_), Some(_)) => [triple(known, ka, ka - (kb - ka), false), triple(known, kb, kb + (kb - ka), true)],
+        _ => [None, None],
+    };
+    Some(Basis::Pair(Bracket { key: (ka, kb), a: fa, b: fb, s: (tp - ta) / (tb - ta), check, validation }))
+}
+
+/// A validation triple with one end at the known frame `end` and the other
+/// as far towards `limit` as the known frames go (at most the gap's span
+/// away), the middle the known frame nearest halfway; `None` when fewer
+/// than three known frames lie there.
+fn triple<'f>(known: &BTreeMap<i64, (f32, &'f Frame)>, end: i64, limit: i64, after: bool) -> Option<Triple<'f>> {
+    let (lo, hi) = if after { (end + 1, limit) } else { (limit, end - 1) };
+    if lo > hi {
+        return None;
+    }
+    let mut side = known.range(lo..=hi);
+    let (&far, &(_, ff)) = if after { side.next_back()? } else { side.next()? };
+    let (&(te, fe), &(tf, _)) = (&known[&end], &known[&far]);
+    let mid = (end + far) as f64 / 2.0;
+    let (lo, hi) = (end.min(far) + 1, end.max(far) - 1);
+    let (&q, &(tq, fq)) = known
+        .range(lo..=hi.max(lo - 1))
+        .min_by(|a, b| ((*a.0 as f64 - mid).abs()).total_cmp(&((*b.0 as f64 - mid).abs())))?;
+    let _ = q;
+    // p earlier than r in time.
+    Some(if after {
+        Triple { p: fe, q: fq, r: ff, t: (tq - te) / (tf - te) }
+    } else {
+        Triple { p: ff, q: fq, r: fe, t: (tq - tf) / (te - tf) }
+    })
 }
 
 /// The bases of a window's slots when the window is the whole plan (as in
@@ -134,18 +250,64 @@ fn window_bases<'f>(slots: &[(f32, Option<&'f Frame>)]) -> Vec<Option<Basis<'f>>
 /// Motion pairs keyed by the plan positions of their two frames, so every
 /// window of one gap reuses the motion estimated for it.
 #[derive(Default)]
-pub(crate) struct PairCache {
+pub(crate) struct PairCache<'m> {
     pairs: HashMap<(i64, i64), MotionPair>,
     /// Whether continuing a pair's motion passed its check (see [`Bracket`]).
     trusted: HashMap<(i64, i64), bool>,
+    /// The flow interpolator's prepared pairs (frames and features).
+    flows: HashMap<(i64, i64), PreparedPair<'m>>,
+    /// The in-between method chosen for each pair.
+    chosen: HashMap<(i64, i64), Method>,
 }
 
-impl PairCache {
+impl PairCache<'_> {
     /// Drops every pair but those whose key satisfies `keep`.
     pub(crate) fn retain(&mut self, keep: impl Fn(&(i64, i64)) -> bool) {
         self.pairs.retain(|k, _| keep(k));
         self.trusted.retain(|k, _| keep(k));
+        self.flows.retain(|k, _| keep(k));
+        self.chosen.retain(|k, _| keep(k));
     }
+}
+
+/// The candidate in-between estimate of `method` for `(a, b)` at `s`.
+fn between(interp: &Interpolator, method: Method, a: &Frame, b: &Frame, s: f32) -> Result<Frame> {
+    Ok(match method {
+        Method::Flow => interp.interpolate(a, b, s)?,
+        Method::Motion => MotionPair::estimate(a, b).interpolate(a, b, s),
+        _ => cross_fade(a, b, s),
+    })
+}
+
+/// The in-between method for a pair under `rule`: for `Auto`, the candidate
+/// (flow, block matching, cross-fade) with the least squared error over the
+/// pair's validation triples; the flow interpolator when there are none.
+pub(crate) fn choose(interp: &Interpolator, rule: EstimateRule, br: &Bracket<'_>) -> Result<Method> {
+    let candidates = [Method::Flow, Method::Motion, Method::Blend];
+    let fixed = match rule {
+        EstimateRule::Flow => Some(Method::Flow),
+        EstimateRule::Motion => Some(Method::Motion),
+        EstimateRule::Blend => Some(Method::Blend),
+        EstimateRule::Auto => None,
+    };
+    if let Some(m) = fixed {
+        return Ok(m);
+    }
+    let triples: Vec<&Triple<'_>> = br.validation.iter().flatten().collect();
+    if triples.is_empty() {
+        return Ok(Method::Flow);
+    }
+    let mut best = (Method::Flow, u64::MAX);
+    for m in candidates {
+        let mut err = 0u64;
+        for tr in &triples {
+            err += sse(&between(interp, m, tr.p, tr.r, tr.t)?, tr.q);
+        }
+        if err < best.1 {
+            best = (m, err);
+        }
+    }
+    Ok(best.0)
 }
 
 /// Sum of squared differences of two frames of the same size.
@@ -164,26 +326,53 @@ fn continue_motion(br: &Bracket<'_>) -> bool {
     sse(&pred, truth) < sse(held, truth)
 }
 
-fn from_pair(prior: Prior, cache: &mut PairCache, br: Bracket<'_>) -> Frame {
+fn from_pair<'m>(est: Estimator<'m>, cache: &mut PairCache<'m>, br: Bracket<'_>) -> Result<(Frame, Method)> {
     let s = if br.s.is_nan() { 0.5 } else { br.s };
     let outside = !(0.0..=1.0).contains(&s);
+    let prior = match est {
+        Estimator::Prior(p) => p,
+        // Beside the real frames the interpolator has nothing to say: the
+        // motion prior's continuation (or hold).
+        Estimator::Interpolator(..) if outside => Prior::Motion,
+        Estimator::Interpolator(interp, rule) => {
+            let method = match cache.chosen.get(&br.key) {
+                Some(m) => *m,
+                None => {
+                    let m = choose(interp, rule, &br)?;
+                    cache.chosen.insert(br.key, m);
+                    m
+                }
+            };
+            let frame = match method {
+                Method::Flow => {
+                    if !cache.flows.contains_key(&br.key) {
+                        cache.flows.insert(br.key, interp.pair(br.a, br.b)?);
+                    }
+                    cache.flows[&br.key].at(s)?
+                }
+                Method::Motion => cache.pairs.entry(br.key).or_insert_with(|| MotionPair::estimate(br.a, br.b)).interpolate(br.a, br.b, s),
+                _ => cross_fade(br.a, br.b, s),
+            };
+            return Ok((frame, method));
+        }
+    };
     if outside && (prior != Prior::Motion || !*cache.trusted.entry(br.key).or_insert_with(|| continue_motion(&br))) {
         // The nearest frame held.
-        return if s > 1.0 { br.b.clone() } else { br.a.clone() };
+        return Ok((if s > 1.0 { br.b.clone() } else { br.a.clone() }, Method::Held));
     }
-    match prior {
+    Ok(match prior {
         Prior::Motion => {
             let pair = cache.pairs.entry(br.key).or_insert_with(|| MotionPair::estimate(br.a, br.b));
             if s > 1.0 {
-                pair.extrapolate(br.a, br.b, s - 1.0, 1.0)
+                (pair.extrapolate(br.a, br.b, s - 1.0, 1.0), Method::Continued)
             } else if s < 0.0 {
-                pair.extrapolate(br.a, br.b, s, 1.0)
+                (pair.extrapolate(br.a, br.b, s, 1.0), Method::Continued)
             } else {
-                pair.interpolate(br.a, br.b, s)
+                (pair.interpolate(br.a, br.b, s), Method::Motion)
             }
         }
-        _ => cross_fade(br.a, br.b, s),
-    }
+        _ => (cross_fade(br.a, br.b, s), Method::Blend),
+    })
 }
 
 /// The starting estimate of every slot to generate, in slot order, given the
@@ -191,22 +380,31 @@ fn from_pair(prior: Prior, cache: &mut PairCache, br: Bracket<'_>) -> Frame {
 /// being the whole plan (as in training). `None` for the `noise` prior.
 /// Fails when no slot is known.
 pub(crate) fn estimates(prior: Prior, slots: &[(f32, Option<&Frame>)]) -> Result<Option<Vec<Frame>>> {
-    estimates_from(prior, slots, &window_bases(slots), &mut PairCache::default())
+    if prior == Prior::Noise {
+        return Ok(None);
+    }
+    let est = estimates_from(Estimator::Prior(prior), slots, &window_bases(slots), &mut PairCache::default())?;
+    Ok(Some(est.into_iter().map(|(f, _)| f).collect()))
 }
 
 /// Like [`estimates`], but a slot to generate with a basis in the plan
 /// (`bases[i]`: two real known frames, or the plan's only still)
 /// is estimated from that, whatever the window holds; the others from the
 /// window's own nearest frames.
-pub(crate) fn estimates_from(
-    prior: Prior,
+///
+/// Each estimate comes with the method that made it. A `noise` prior has no
+/// estimate of its own: it is estimated as `blend`.
+pub(crate) fn estimates_from<'m>(
+    est: Estimator<'m>,
     slots: &[(f32, Option<&Frame>)],
     bases: &[Option<Basis<'_>>],
-    cache: &mut PairCache,
-) -> Result<Option<Vec<Frame>>> {
-    if prior == Prior::Noise {
-        return Ok(None);
-    }
+    cache: &mut PairCache<'m>,
+) -> Result<Vec<(Frame, Method)>> {
+    let est = match est {
+        Estimator::Prior(Prior::Noise) => Estimator::Prior(Prior::Blend),
+        e => e,
+    };
+    let camera_ok = !matches!(est, Estimator::Prior(Prior::Blend));
     let mut out = Vec::new();
     let mut local = PairCache::default();
     for (i, (t, f)) in slots.iter().enumerate() {
@@ -215,11 +413,11 @@ pub(crate) fn estimates_from(
         }
         match bases[i] {
             Some(Basis::Pair(b)) => {
-                out.push(from_pair(prior, cache, b));
+                out.push(from_pair(est, cache, b)?);
                 continue;
             }
-            Some(Basis::Camera { still, d }) if prior == Prior::Motion => {
-                out.push(camera(still, d));
+            Some(Basis::Camera { still, d }) if camera_ok => {
+                out.push((camera(still, d), Method::PushIn));
                 continue;
             }
             _ => {}
@@ -232,12 +430,13 @@ pub(crate) fn estimates_from(
                 let s = (t - slots[a].0) / (slots[b].0 - slots[a].0);
                 // Window-local pairs: keyed by slot index, in a cache of this
                 // window's own.
-                from_pair(prior, &mut local, Bracket { key: (a as i64, b as i64), a: a_, b: b_, s, check: None })
+                let br = Bracket { key: (a as i64, b as i64), a: a_, b: b_, s, check: None, validation: [None, None] };
+                from_pair(est, &mut local, br)?
             }
-            (Some(j), None) | (None, Some(j)) => slots[j].1.expect("known").clone(),
+            (Some(j), None) | (None, Some(j)) => (slots[j].1.expect("known").clone(), Method::Held),
             (None, None) => return Err(WeftError::BadPlan("a window has no known frame to start from".into())),
         };
         out.push(est);
     }
-    Ok(Some(out))
+    Ok(out)
 }

@@ -13,9 +13,9 @@ use rand_distr::Distribution;
 
 use crate::error::Result;
 use crate::frame::Frame;
-use crate::model::{Model, Prior};
+use crate::model::{Prior, Transformer};
 
-use super::prior::{Basis, PairCache};
+use super::prior::{Basis, Estimator, PairCache};
 
 /// One slot of a model window: its time position and, if known, its frame;
 /// for a slot to generate, where its estimate comes from in the plan, if
@@ -63,13 +63,13 @@ fn noise(rng: &mut rand_chacha::ChaCha8Rng, h: usize, w: usize, dev: &Device) ->
 /// the path from there (fewer steps, closer to the estimate; for the noise
 /// prior the cross-fade of the neighbours, noised to that level).
 pub(crate) fn sample_window(
-    model: &Model,
+    model: &Transformer,
     slots: &[WindowSlot<'_>],
     (w, h): (usize, usize),
     steps: usize,
     strength: f32,
     seed: u64,
-    pairs: &mut PairCache,
+    pairs: &mut PairCache<'_>,
 ) -> Result<Vec<Frame>> {
     let dev = model.device();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -79,10 +79,13 @@ pub(crate) fn sample_window(
     // The flow's start: the prior's estimates (a bridge), or for the noise
     // prior the cross-fade only when starting part-way (strength < 1).
     let prior = match cfg.prior {
-        Prior::Noise if strength < 1.0 => {
-            super::prior::estimates_from(Prior::Blend, &estimate_slots, &bases, pairs)?
-        }
-        p => super::prior::estimates_from(p, &estimate_slots, &bases, pairs)?,
+        Prior::Noise if strength == 1.0 => None,
+        p => Some(
+            super::prior::estimates_from(Estimator::Prior(p), &estimate_slots, &bases, pairs)?
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect::<Vec<_>>(),
+        ),
     };
     let mut start = Vec::new();
     for k in 0..slots.iter().filter(|s| s.frame.is_none()).count() {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
-use crate::model::{Config, Mode, Model, WindowBatch};
+use crate::model::{Config, Mode, Transformer, WindowBatch};
 use crate::tasks::sampler::frame_to_tensor;
 
 /// Hyper-parameters of a training run (saved in every checkpoint).
@@ -129,7 +129,7 @@ pub fn random_plan(frames: usize, rng: &mut impl Rng) -> Vec<bool> {
 /// (`frames[b][t]`) under plans `known`, as the sampler computes them at
 /// inference (slots at time positions 0..T); zeros at known slots. `None`
 /// for the noise prior.
-pub fn prior_batch(model: &Model, frames: &[Vec<Frame>], known: &[Vec<bool>]) -> Result<Option<Tensor>> {
+pub fn prior_batch(model: &Transformer, frames: &[Vec<Frame>], known: &[Vec<bool>]) -> Result<Option<Tensor>> {
     let dev = model.device();
     let mut clips = Vec::with_capacity(frames.len());
     for (clip, plan) in frames.iter().zip(known) {
@@ -154,7 +154,7 @@ pub fn prior_batch(model: &Model, frames: &[Vec<Frame>], known: &[Vec<bool>]) ->
 /// and, for a bridge model, the prior's estimates `priors` (see
 /// [`prior_batch`]). Samples are run in groups with the same number of known
 /// slots (the model runs known frames as their own pass).
-pub fn flow_loss(model: &Model, clips: &Tensor, priors: Option<&Tensor>, known: &[Vec<bool>], rng: &mut impl Rng) -> Result<Tensor> {
+pub fn flow_loss(model: &Transformer, clips: &Tensor, priors: Option<&Tensor>, known: &[Vec<bool>], rng: &mut impl Rng) -> Result<Tensor> {
     let dev = model.device();
     let (b, t, c, h, w) = clips.dims5()?;
     let normal = rand_distr::StandardNormal;
@@ -282,8 +282,8 @@ pub struct StepReport {
 /// A training run: model, optimiser, EMA and where checkpoints go.
 pub struct Trainer {
     pub cfg: TrainConfig,
-    model: Model,
-    ema: Option<Model>,
+    model: Transformer,
+    ema: Option<Transformer>,
     opt: AdamW,
     dir: PathBuf,
 }
@@ -300,7 +300,7 @@ struct State {
 impl Trainer {
     /// A new run of a fresh model (seeded from `cfg.seed`), checkpointing into `dir`.
     pub fn new(model_cfg: &Config, cfg: TrainConfig, dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        let model = Model::untrained(model_cfg, cfg.seed, device)?;
+        let model = Transformer::untrained(model_cfg, cfg.seed, device)?;
         let ema = if cfg.ema_decay > 0.0 { Some(model.to_device(device)?) } else { None };
         let opt = AdamW::new(model.named_vars())?;
         Ok(Self { cfg, model, ema, opt, dir: dir.as_ref().to_path_buf() })
@@ -310,8 +310,8 @@ impl Trainer {
     pub fn resume(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
         let state = read_state(dir)?;
-        let model = Model::load_on(dir.join("model"), device)?;
-        let ema = if state.train.ema_decay > 0.0 { Some(Model::load_on(dir.join("ema"), device)?) } else { None };
+        let model = Transformer::load_on(dir.join("model"), device)?;
+        let ema = if state.train.ema_decay > 0.0 { Some(Transformer::load_on(dir.join("ema"), device)?) } else { None };
         let mut opt = AdamW::new(model.named_vars())?;
         let opt_path = dir.join(OPT_FILE);
         let saved = candle_core::safetensors::load(&opt_path, device)
@@ -330,11 +330,11 @@ impl Trainer {
     pub fn step(&self) -> usize {
         self.opt.step
     }
-    pub fn model(&self) -> &Model {
+    pub fn model(&self) -> &Transformer {
         &self.model
     }
     /// The weights to ship: the EMA if kept, else the raw weights.
-    pub fn final_model(&self) -> &Model {
+    pub fn final_model(&self) -> &Transformer {
         self.ema.as_ref().unwrap_or(&self.model)
     }
 
@@ -441,18 +441,19 @@ fn read_state(dir: &Path) -> Result<State> {
 /// Writes the shipping model of the run checkpointed in `run` (its EMA
 /// weights, or the raw ones for a run without EMA) to `out`, stored in
 /// `dtype`. Returns the checkpoint's step and the model as written.
-pub fn export(run: &Path, out: &Path, dtype: crate::model::WeightDtype) -> Result<(usize, Model)> {
+pub fn export(run: &Path, out: &Path, dtype: crate::model::WeightDtype) -> Result<(usize, Transformer)> {
     let state = read_state(run)?;
     let src = if state.train.ema_decay > 0.0 { run.join("ema") } else { run.join("model") };
-    let model = Model::load(&src)?;
-    let cfg = Config { weight_dtype: dtype, ..model.config().clone() };
+    let model = Transformer::load(&src)?;
+    // What a training run wrote is trained: the exported model refines its estimate.
+    let cfg = Config { weight_dtype: dtype, trained: true, ..model.config().clone() };
     save_as(&model, &cfg, out)?;
-    Ok((state.step, Model::load(out)?))
+    Ok((state.step, Transformer::load(out)?))
 }
 
 /// Saves `model` with another storage dtype (checkpoints keep full f32).
-fn save_as(model: &Model, cfg: &Config, dir: &Path) -> Result<()> {
-    let copy = Model::build(cfg, model.device())?;
+fn save_as(model: &Transformer, cfg: &Config, dir: &Path) -> Result<()> {
+    let copy = Transformer::build(cfg, model.device())?;
     for ((_, d), (_, s)) in copy.named_vars().into_iter().zip(model.named_vars()) {
         d.set(s.as_tensor())?;
     }

@@ -1,8 +1,15 @@
 #![allow(dead_code)]
+use weft::model::Transformer;
 use weft::{Config, Frame, Model};
 
+/// A tiny transformer with random weights, marked trained so that the
+/// sampler runs it (these tests exercise the sampling machinery).
+pub fn tiny_transformer(seed: u64) -> Transformer {
+    Transformer::untrained(&Config { trained: true, ..Config::tiny() }, seed, &candle_core::Device::Cpu).expect("tiny model")
+}
+
 pub fn tiny_model(seed: u64) -> Model {
-    Model::untrained(&Config::tiny(), seed, &candle_core::Device::Cpu).expect("tiny model")
+    tiny_transformer(seed).into()
 }
 
 /// A frame with a moving gradient pattern, deterministic in (w, h, k).
