@@ -34,9 +34,8 @@ pub enum WeftError {
     NonFinite { name: String },
 
     #[error(
-        "no embedded model in this build of weft yet: the default model has not been trained; \
-         pass a model directory (Model::load / --model DIR) or use Model::untrained for a \
-         randomly initialised one"
+        "no embedded model in this build of weft (models/default/ was empty when it was built); \
+         pass a model directory (Model::load / --model DIR / model-path)"
     )]
     NoEmbeddedModel,
 

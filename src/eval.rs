@@ -73,6 +73,12 @@ pub struct GapResult {
     /// Motion-compensated interpolation alone (the `motion` prior's estimate,
     /// before the model), to show what the model adds.
     pub motion: Scores,
+    /// The learned flow interpolator alone at every frame's own t, for a
+    /// model that has one (else `None`).
+    pub flow: Option<Scores>,
+    /// Known frames given on each side (more for an interpolator model, whose
+    /// estimator choice tests itself on them; see `tasks::context_for_gap`).
+    pub context: usize,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -228,13 +234,16 @@ pub fn evaluate_clip(model: &Model, name: &str, frames: &[Frame], opts: &EvalOpt
             frames.len()
         )));
     }
+    let interp = model.interpolator();
     let mut generated = 0usize;
     let mut gen_secs = 0.0f64;
     let mut infill = Vec::new();
     for &gap in &opts.gaps {
+        // As much context as the model asks for, as far as the clip allows.
+        let ctx = tasks::context_for_gap(model, gap, ctx).min((frames.len() - gap) / 2);
         let span = 2 * ctx + gap;
         let room = frames.len() - span;
-        let (mut w, mut h, mut b, mut m) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut w, mut h, mut b, mut m, mut fl) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for k in 0..opts.positions.max(1) {
             let start = room * (2 * k + 1) / (2 * opts.positions.max(1));
             let window = &frames[start..start + span];
@@ -254,6 +263,11 @@ pub fn evaluate_clip(model: &Model, name: &str, frames: &[Frame], opts: &EvalOpt
             h.push(scores(&vec![last.clone(); gap], truth));
             b.push(scores(&blend(last, &after[0], gap), truth));
             m.push(scores(&motion(last, &after[0], gap), truth));
+            if let Some(i) = interp {
+                let pair = i.pair(last, &after[0])?;
+                let filled = (1..=gap).map(|k| pair.at(k as f32 / (gap + 1) as f32)).collect::<Result<Vec<_>>>()?;
+                fl.push(scores(&filled, truth));
+            }
         }
         infill.push(GapResult {
             gap,
@@ -262,6 +276,8 @@ pub fn evaluate_clip(model: &Model, name: &str, frames: &[Frame], opts: &EvalOpt
             hold: averaged(&h),
             blend: averaged(&b),
             motion: averaged(&m),
+            flow: interp.map(|_| averaged(&fl)),
+            context: ctx,
         });
     }
 
@@ -341,20 +357,23 @@ pub fn table(reports: &[ClipReport]) -> String {
     let fmt = |v: f64| if v.is_infinite() { "inf".to_string() } else { format!("{v:.2}") };
     writeln!(
         s,
-        "{:<24} {:>4} {:>4} | {:>12} {:>12} {:>12} {:>12} | {:>7} {:>7}",
-        "clip", "gap", "n", "weft dB/SSIM", "blend", "hold", "motion", "w-blend", "w-motion"
+        "{:<24} {:>4} {:>4} | {:>12} {:>12} {:>12} {:>12} {:>12} | {:>7} {:>7} {:>7}",
+        "clip", "gap", "n", "weft dB/SSIM", "flow", "blend", "hold", "motion", "w-blend", "w-motion", "w-flow"
     )
     .unwrap();
     for r in reports {
         for g in &r.infill {
+            let (fp, fs) = g.flow.as_ref().map_or((f64::NAN, f64::NAN), |f| (f.psnr, f.ssim));
             writeln!(
                 s,
-                "{:<24} {:>4} {:>4} | {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} | {:>+7.2} {:>+7.2}",
+                "{:<24} {:>4} {:>4} | {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} {:>6} {:>5.3} | {:>+7.2} {:>+7.2} {:>+7.2}",
                 r.name,
                 g.gap,
                 g.positions,
                 fmt(g.weft.psnr),
                 g.weft.ssim,
+                fmt(fp),
+                fs,
                 fmt(g.blend.psnr),
                 g.blend.ssim,
                 fmt(g.hold.psnr),
@@ -362,7 +381,8 @@ pub fn table(reports: &[ClipReport]) -> String {
                 fmt(g.motion.psnr),
                 g.motion.ssim,
                 g.weft.psnr - g.blend.psnr,
-                g.weft.psnr - g.motion.psnr
+                g.weft.psnr - g.motion.psnr,
+                g.weft.psnr - fp
             )
             .unwrap();
         }

@@ -167,7 +167,7 @@ mod video {
     use std::path::PathBuf;
 
     use clap::{Args, Subcommand};
-    use weft::pipeline::{self, FrameRange, InfillOptions, OutputOptions, Progress, Report, Select, Summary};
+    use weft::pipeline::{self, FrameRange, InfillOptions, OutputOptions, Progress, Report, RetimeOptions, Select, Summary};
     use weft::{Direction, GenerateOptions, Model};
 
     #[derive(Subcommand)]
@@ -215,6 +215,11 @@ mod video {
             /// cut is filled by holding the frame before it.
             #[arg(long, value_name = "X", default_value_t = pipeline::DEFAULT_SCENE_THRESHOLD)]
             scene_threshold: f64,
+            /// Convert to constant frame rate RATE (60, 50, 30000/1001): slots on
+            /// which an original sits pass it unchanged, the others are generated
+            /// at their own time; holes are filled on the way.
+            #[arg(long, value_name = "RATE", conflicts_with_all = ["range", "dups", "max_gap"])]
+            fps: Option<String>,
             #[command(flatten)]
             common: Common,
         },
@@ -398,7 +403,40 @@ mod video {
                     println!("scene cuts: {}", cuts.join(", "));
                 }
             }
-            VideoCmd::Infill { input, out, range, dups, dup_tolerance, max_gap, scene_threshold, common } => {
+            VideoCmd::Infill { input, out, fps: Some(fps), scene_threshold, common, .. } => {
+                let rate = pipeline::parse_fps(&fps)?;
+                let shown = {
+                    let (mut a, mut b) = (rate.num, rate.den);
+                    while b != 0 {
+                        (a, b) = (b, a % b);
+                    }
+                    pipeline::Ratio { num: rate.num / a, den: rate.den / a }
+                };
+                let (model, opts, progress) = common.load()?;
+                let ro = RetimeOptions { rate, scene_threshold };
+                let s = pipeline::retime(&model, &input, &out.output, &ro, &out_opts(&out), &opts, &progress)?;
+                if !common.quiet {
+                    let mut line = format!(
+                        "weft: wrote {} ({} frames at {shown} fps, {} generated, {} originals",
+                        out.output.display(),
+                        s.frames_out,
+                        s.generated,
+                        s.frames_out - s.generated - s.held
+                    );
+                    if s.held > 0 {
+                        line += &format!(", {} held", s.held);
+                    }
+                    if !s.filled.is_empty() {
+                        line += &format!(", {} hole(s) filled", s.filled.len());
+                    }
+                    line += &format!(", {})", s.codec);
+                    if !s.methods.methods.is_empty() {
+                        line += &format!("; made by {}", s.methods.describe());
+                    }
+                    eprintln!("{line}");
+                }
+            }
+            VideoCmd::Infill { input, out, range, dups, dup_tolerance, max_gap, scene_threshold, common, fps: None } => {
                 let select = match (range, dups) {
                     (Some(r), _) => Select::Range(r.parse::<FrameRange>()?),
                     (None, true) => Select::Dups { tolerance: dup_tolerance },
@@ -521,6 +559,12 @@ mod learn {
             /// Sampling start strength (1 = from the model's prior).
             #[arg(long, default_value_t = 1.0)]
             strength: f32,
+            /// In-between estimator of an interpolator model (auto, flow, motion, blend).
+            #[arg(long, default_value = "auto", value_parser = ["auto", "flow", "motion", "blend"])]
+            estimator: String,
+            /// Skip the extension and animate measurements.
+            #[arg(long)]
+            infill_only: bool,
             /// Use at most N frames of each clip.
             #[arg(long, default_value_t = 120)]
             max_frames: usize,
@@ -625,18 +669,24 @@ mod learn {
                     eprintln!("exported {} ({} parameters)", dir.display(), m.num_parameters());
                 }
             }
-            LearnCmd::Eval { clips, model, gaps, positions, steps, seed, strength, max_frames, max_side, device, json } => {
+            LearnCmd::Eval {
+                clips, model, gaps, positions, steps, seed, strength, estimator, infill_only, max_frames, max_side, device, json,
+            } => {
                 let dev = weft::model::parse_device(&device)?;
                 let model = match model {
                     Some(d) => Model::load_on(d, &dev)?,
                     None => Model::embedded()?.to_device(&dev)?,
                 };
-                let opts = EvalOptions {
+                let estimator = weft::tasks::EstimateRule::parse(&estimator).expect("clap checked the value");
+                let mut opts = EvalOptions {
                     gaps,
                     positions,
-                    generate: GenerateOptions { steps, seed, strength, ..Default::default() },
+                    generate: GenerateOptions { steps, seed, strength, estimator, ..Default::default() },
                     ..Default::default()
                 };
+                if infill_only {
+                    (opts.extend_frames, opts.animate_frames) = (0, 0);
+                }
                 let mut reports = Vec::new();
                 for clip in &clips {
                     let frames = decode_rgb(clip, Some(max_frames), Some(max_side.unwrap_or(usize::MAX)))?;

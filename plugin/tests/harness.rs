@@ -67,7 +67,7 @@ fn infill_gap_in_middle_is_generated() {
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(msgs[0].get::<u64>("start").unwrap(), (dur * 4).nseconds());
     assert_eq!(msgs[0].get::<u32>("count").unwrap(), 3);
-    assert_eq!(msgs[0].get::<&str>("method").unwrap(), "generate");
+    assert_eq!(msgs[0].get::<&str>("method").unwrap(), "flow-interpolation", "the embedded interpolator made them");
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn infill_gap_longer_than_max_gap_passes_through_and_is_reported() {
     let msgs = fill_messages(&bus);
     let methods: Vec<(u32, String)> =
         msgs.iter().map(|m| (m.get::<u32>("count").unwrap(), m.get::<String>("method").unwrap())).collect();
-    assert_eq!(methods, vec![(5, "skip".to_string()), (1, "generate".to_string())]);
+    assert_eq!(methods, vec![(5, "skip".to_string()), (1, "flow-interpolation".to_string())]);
 }
 
 #[test]
@@ -292,10 +292,20 @@ fn bad_model_path_posts_an_error_naming_it() {
 }
 
 #[test]
-fn empty_model_path_posts_no_embedded_model_error() {
-    let err = bad_model("weftinfill", "");
-    assert!(err.contains("no embedded model"), "{err}");
-    assert!(err.contains("model-path"), "{err}");
+fn a_model_path_to_a_weft_model_directory_is_used() {
+    // The tiny untrained transformer: its estimate alone (block matching).
+    let (mut h, bus) = harness("weftinfill", &[("model-path", util::tiny_model().to_str().unwrap().to_value())]);
+    let info = info(VideoFormat::I420, 32, 24, FPS);
+    start(&mut h, &info);
+    for i in [0u64, 1, 2, 4, 5] {
+        h.push(frame(&info, i, 0)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut h);
+    assert_eq!(out.len(), 6);
+    let msgs = fill_messages(&bus);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!(msgs[0].get::<&str>("method").unwrap(), "block-matching");
 }
 
 #[test]

@@ -59,28 +59,28 @@ pub(super) fn load_dir(dir: &Path, device: &Device) -> Result<Model> {
     }
     let text = read_text(&dir.join(CONFIG_FILE))?;
     // The config first: a broken config is reported as such, before the weights are read.
-    let kind = config_kind(&text, &dir.join(CONFIG_FILE))?;
+    let cfg = parse_any(&text, &dir.join(CONFIG_FILE))?;
     let wpath = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&wpath).map_err(|e| WeftError::WeightsCorrupt {
         path: wpath.clone(),
         reason: format!("cannot read: {e}"),
     })?;
-    load_kind(kind, &text, &bytes, dir, device)
+    build(cfg, &bytes, &wpath, device)
 }
 
-/// Which kind of model a config describes: its `kind` field, or none for a
-/// weft transformer config.
-enum ConfigKind {
-    Transformer,
-    Rife,
+/// A parsed and validated config of either kind.
+enum AnyConfig {
+    Transformer(Config),
+    Rife(rife::Config),
 }
 
-fn config_kind(text: &str, path: &Path) -> Result<ConfigKind> {
+/// Parses a config by its `kind` field (none for a weft transformer config).
+fn parse_any(text: &str, path: &Path) -> Result<AnyConfig> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| WeftError::Config { path: path.to_path_buf(), reason: e.to_string() })?;
     match value.get("kind") {
-        None => Ok(ConfigKind::Transformer),
-        Some(serde_json::Value::String(k)) if k == rife::KIND => Ok(ConfigKind::Rife),
+        None => Ok(AnyConfig::Transformer(parse_config(text, path)?)),
+        Some(serde_json::Value::String(k)) if k == rife::KIND => Ok(AnyConfig::Rife(rife::read_config(text, path)?)),
         Some(other) => Err(WeftError::Config {
             path: path.to_path_buf(),
             reason: format!("unknown model kind {other} (this weft knows `{}` and weft transformer configs)", rife::KIND),
@@ -88,13 +88,11 @@ fn config_kind(text: &str, path: &Path) -> Result<ConfigKind> {
     }
 }
 
-fn load_kind(kind: ConfigKind, config: &str, weights: &[u8], dir: &Path, device: &Device) -> Result<Model> {
-    let (cpath, wpath) = (dir.join(CONFIG_FILE), dir.join(WEIGHTS_FILE));
-    Ok(match kind {
-        ConfigKind::Transformer => load_bytes(&parse_config(config, &cpath)?, weights, &wpath, device)?.into(),
-        ConfigKind::Rife => {
-            let cfg = rife::read_config(config, &cpath)?;
-            let tensors = checked_tensors(weights, &wpath, &cfg.tensor_shapes(), cfg.weight_dtype, device)?;
+fn build(cfg: AnyConfig, weights: &[u8], wpath: &Path, device: &Device) -> Result<Model> {
+    Ok(match cfg {
+        AnyConfig::Transformer(cfg) => load_bytes(&cfg, weights, wpath, device)?.into(),
+        AnyConfig::Rife(cfg) => {
+            let tensors = checked_tensors(weights, wpath, &cfg.tensor_shapes(), cfg.weight_dtype, device)?;
             Interpolator::from_tensors(&cfg, tensors, device)?.into()
         }
     })
@@ -103,8 +101,7 @@ fn load_kind(kind: ConfigKind, config: &str, weights: &[u8], dir: &Path, device:
 /// A model from the text of its config and the bytes of its weights
 /// (`dir` names them in errors).
 pub(super) fn load_parts(config: &str, weights: &[u8], dir: &Path, device: &Device) -> Result<Model> {
-    let kind = config_kind(config, &dir.join(CONFIG_FILE))?;
-    load_kind(kind, config, weights, dir, device)
+    build(parse_any(config, &dir.join(CONFIG_FILE))?, weights, &dir.join(WEIGHTS_FILE), device)
 }
 
 /// A weft transformer from its config and safetensors bytes.

@@ -1,6 +1,7 @@
 //! The ffmpeg pipeline: read any video FFmpeg reads, find the holes in its
 //! timeline, fill them (or regenerate a range, or replace frozen frames),
-//! extend a clip or animate a still, and write the result.
+//! convert the frame rate (`retime`), extend a clip or animate a still, and
+//! write the result.
 //!
 //! * Streams through: frames are decoded, written and dropped as they go;
 //!   only the model's context (a few frames on each side of a gap) and the
@@ -20,6 +21,7 @@ mod convert;
 mod input;
 mod output;
 mod progress;
+mod retime;
 pub mod timeline;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -39,6 +41,7 @@ use convert::{Colour, Converter};
 use input::{Decoded, Event, Reader};
 use output::{VideoSpec, Writer};
 pub use progress::{Progress, Report};
+pub use retime::{RetimeOptions, parse_fps, retime};
 pub use timeline::{FrameRange, Gap, Grid, Ratio};
 
 /// Errors of the pipeline. Each names the file or argument at fault and

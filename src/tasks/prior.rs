@@ -227,10 +227,11 @@ fn triple<'f>(known: &BTreeMap<i64, (f32, &'f Frame)>, end: i64, limit: i64, aft
     let (&(te, fe), &(tf, _)) = (&known[&end], &known[&far]);
     let mid = (end + far) as f64 / 2.0;
     let (lo, hi) = (end.min(far) + 1, end.max(far) - 1);
-    let (&q, &(tq, fq)) = known
-        .range(lo..=hi.max(lo - 1))
-        .min_by(|a, b| ((*a.0 as f64 - mid).abs()).total_cmp(&((*b.0 as f64 - mid).abs())))?;
-    let _ = q;
+    if lo > hi {
+        return None;
+    }
+    let (_, &(tq, fq)) =
+        known.range(lo..=hi).min_by(|a, b| ((*a.0 as f64 - mid).abs()).total_cmp(&((*b.0 as f64 - mid).abs())))?;
     // p earlier than r in time.
     Some(if after {
         Triple { p: fe, q: fq, r: ff, t: (tq - te) / (tf - te) }

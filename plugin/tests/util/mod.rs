@@ -69,15 +69,11 @@ pub fn flat_frame(info: &gst_video::VideoInfo, index: u64, value: u8) -> gst::Bu
     buf
 }
 
-/// An element with the tiny model, 1 sampler step and its own bus, in a
-/// playing harness.
+/// An element with the embedded default model (no `model-path`) and its
+/// own bus, in a playing harness.
 pub fn harness(factory: &str, props: &[(&str, glib::Value)]) -> (Harness, gst::Bus) {
     init();
-    let el = gst::ElementFactory::make(factory)
-        .property("model-path", tiny_model().to_str().unwrap())
-        .property("steps", 1u32)
-        .build()
-        .expect("make element");
+    let el = gst::ElementFactory::make(factory).build().expect("make element");
     for (k, v) in props {
         let pspec = el.find_property(k).expect("property exists");
         match v.get::<&str>() {

@@ -24,7 +24,7 @@
 //! coarsest block works at 1/64 of the frame) and cropped back, so callers
 //! see no size rule.
 
-mod conv_tmp;
+pub mod conv;
 pub mod import;
 pub mod ops;
 
@@ -38,8 +38,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
 use crate::model::WeightDtype;
-use conv_tmp::Conv;
-use ops::{pixel_shuffle, resize, warp};
+use conv::Conv;
+use ops::{resize, warp};
 
 /// LeakyReLU slope used throughout IFNet.
 const SLOPE: f32 = 0.2;
@@ -268,28 +268,30 @@ impl IFBlock {
         })
     }
 
-    /// `x`: the block's inputs at full resolution; `flow`: the current flow
-    /// (none for the first block).
-    fn forward(&self, x: &Tensor, flow: Option<&Tensor>) -> candle_core::Result<BlockOut> {
-        let (_, _, h, w) = x.dims4()?;
+    /// `parts`: the block's inputs at full resolution (concatenated along
+    /// channels); `flow`: the current flow (none for the first block).
+    fn forward(&self, parts: &[&Tensor], flow: Option<&Tensor>) -> candle_core::Result<BlockOut> {
+        let (_, _, h, w) = parts[0].dims4()?;
         let s = self.scale;
         let (sh, sw) = ((h as f64 / s) as usize, (w as f64 / s) as usize);
-        let mut x = resize(x, sh, sw)?;
+        // Each part resized on its own (resizing is per channel), so nothing
+        // is concatenated at full resolution.
+        let mut x = parts.iter().map(|p| resize(p, sh, sw)).collect::<candle_core::Result<Vec<_>>>()?;
         if let Some(f) = flow {
-            let f = (resize(f, sh, sw)? * (1.0 / s))?;
-            x = Tensor::cat(&[&x, &f], 1)?;
+            x.push((resize(f, sh, sw)? * (1.0 / s))?);
         }
-        let mut feat = self.conv0[0].forward(&x, Some(SLOPE))?;
+        let x: Vec<&Tensor> = x.iter().collect();
+        let mut feat = self.conv0[0].forward_cat(&x, Some(SLOPE))?;
         feat = self.conv0[1].forward(&feat, Some(SLOPE))?;
         for rc in &self.convblock {
             feat = rc.forward(&feat)?;
         }
-        let tmp = pixel_shuffle(&self.lastconv.forward(&feat, None)?, 2)?;
+        let tmp = self.lastconv.forward_shuffled(&feat)?;
         let tmp = resize(&tmp, h, w)?;
         Ok(BlockOut {
             flow: (tmp.narrow(1, 0, 4)? * s)?,
             mask: tmp.narrow(1, 4, 1)?,
-            feat: tmp.narrow(1, 5, BLOCK_FEAT)?.contiguous()?,
+            feat: tmp.narrow(1, 5, BLOCK_FEAT)?,
         })
     }
 }
@@ -330,27 +332,33 @@ impl IFNet {
     pub fn forward(&self, img0: &Tensor, img1: &Tensor, f0: &Tensor, f1: &Tensor, t: f32) -> candle_core::Result<Interpolated> {
         let (_, _, h, w) = img0.dims4()?;
         let tplane = Tensor::full(t, (1, 1, h, w), img0.device())?;
-        let mut warped = (img0.clone(), img1.clone());
-        let mut state: Option<BlockOut> = None;
+        // Each frame and its features are warped by the same flow: one warp
+        // of both (3 + features channels) per frame and block.
+        let both = [Tensor::cat(&[img0, f0], 1)?, Tensor::cat(&[img1, f1], 1)?];
+        let split = |x: Tensor| -> candle_core::Result<(Tensor, Tensor)> {
+            let c = x.dim(1)?;
+            Ok((x.narrow(1, 0, 3)?, x.narrow(1, 3, c - 3)?))
+        };
+        let mut state: Option<(BlockOut, [(Tensor, Tensor); 2])> = None;
         let mut block_flows = Vec::with_capacity(self.blocks.len());
         for block in &self.blocks {
             let next = match &state {
-                None => block.forward(&Tensor::cat(&[img0, img1, f0, f1, &tplane], 1)?, None)?,
-                Some(prev) => {
-                    let wf0 = warp(f0, &prev.flow.narrow(1, 0, 2)?)?;
-                    let wf1 = warp(f1, &prev.flow.narrow(1, 2, 2)?)?;
-                    let x = Tensor::cat(&[&warped.0, &warped.1, &wf0, &wf1, &tplane, &prev.mask, &prev.feat], 1)?;
-                    let d = block.forward(&x, Some(&prev.flow))?;
+                None => block.forward(&[img0, img1, f0, f1, &tplane], None)?,
+                Some((prev, [(wi0, wf0), (wi1, wf1)])) => {
+                    let d = block.forward(&[wi0, wi1, wf0, wf1, &tplane, &prev.mask, &prev.feat], Some(&prev.flow))?;
                     BlockOut { flow: (&prev.flow + d.flow)?, mask: d.mask, feat: d.feat }
                 }
             };
-            warped = (warp(img0, &next.flow.narrow(1, 0, 2)?)?, warp(img1, &next.flow.narrow(1, 2, 2)?)?);
+            let warped = [
+                split(warp(&both[0], &next.flow.narrow(1, 0, 2)?)?)?,
+                split(warp(&both[1], &next.flow.narrow(1, 2, 2)?)?)?,
+            ];
             block_flows.push(next.flow.clone());
-            state = Some(next);
+            state = Some((next, warped));
         }
-        let last = state.expect("a config has at least one block");
+        let (last, [(w0, _), (w1, _)]) = state.expect("a config has at least one block");
         let mask = candle_nn::ops::sigmoid(&last.mask)?;
-        let merged = (warped.0.broadcast_mul(&mask)? + warped.1.broadcast_mul(&mask.affine(-1.0, 1.0)?)?)?;
+        let merged = (w0.broadcast_mul(&mask)? + w1.broadcast_mul(&mask.affine(-1.0, 1.0)?)?)?;
         Ok(Interpolated { merged, flow: last.flow, mask, block_flows })
     }
 }
@@ -383,6 +391,7 @@ impl Interpolator {
     /// Builds IFNet from already validated f32 tensors.
     pub(crate) fn from_tensors(cfg: &Config, tensors: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
         cfg.validate()?;
+        crate::runtime::tune_allocator();
         let vb = VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
         Ok(Self { cfg: cfg.clone(), net: IFNet::new(cfg, vb)?, device: device.clone(), tensors })
     }

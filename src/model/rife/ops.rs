@@ -10,47 +10,20 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Bilinear sampling of one output pixel: the four source offsets (within a
-/// plane) and their weights.
-#[derive(Clone, Copy, Default)]
-struct Tap {
-    idx: [u32; 4],
-    w: [f32; 4],
-}
+/// Raw output pointer shared by threads that write disjoint parts.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: each thread writes only its own rows (see the callers).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
 
+/// Bilinear source position along one axis: the two indices and the weight
+/// of the second, for a coordinate clamped to `[0, n - 1]`.
 #[inline]
-fn tap(x: f32, y: f32, w: usize, h: usize) -> Tap {
-    // Border padding: the sample point is clamped to the image.
-    let x = x.clamp(0.0, (w - 1) as f32);
-    let y = y.clamp(0.0, (h - 1) as f32);
-    let (x0, y0) = (x.floor(), y.floor());
-    let (fx, fy) = (x - x0, y - y0);
-    let (x0, y0) = (x0 as usize, y0 as usize);
-    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-    Tap {
-        idx: [(y0 * w + x0) as u32, (y0 * w + x1) as u32, (y1 * w + x0) as u32, (y1 * w + x1) as u32],
-        w: [(1.0 - fx) * (1.0 - fy), fx * (1.0 - fy), (1.0 - fx) * fy, fx * fy],
-    }
-}
-
-/// Applies per-pixel taps to every channel plane of `src` (`c` planes of
-/// `src_hw` values), giving `c` planes of `taps.len()` values.
-fn apply_taps(src: &[f32], c: usize, src_hw: usize, taps: &[Tap], row: usize) -> Vec<f32> {
-    let n = taps.len();
-    let mut out = vec![0f32; c * n];
-    // Rows of output pixels over threads, all channels per row (taps computed once).
-    out.par_chunks_mut(n).enumerate().for_each(|(ch, plane)| {
-        let s = &src[ch * src_hw..(ch + 1) * src_hw];
-        for (r, o) in plane.chunks_mut(row).zip(taps.chunks(row)) {
-            for (v, t) in r.iter_mut().zip(o) {
-                *v = s[t.idx[0] as usize] * t.w[0]
-                    + s[t.idx[1] as usize] * t.w[1]
-                    + s[t.idx[2] as usize] * t.w[2]
-                    + s[t.idx[3] as usize] * t.w[3];
-            }
-        }
-    });
-    out
+fn axis(v: f32, n: usize) -> (usize, usize, f32) {
+    let v = v.clamp(0.0, (n - 1) as f32);
+    let i0 = v as usize; // truncation is floor for v >= 0
+    (i0, (i0 + 1).min(n - 1), v - i0 as f32)
 }
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
@@ -73,14 +46,27 @@ impl CustomOp2 for Warp {
         let src = contiguous_f32(s1, l1, "warp input")?;
         let flow = contiguous_f32(s2, l2, "warp flow")?;
         let hw = h * w;
-        let mut taps = vec![Tap::default(); hw];
-        taps.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-            for (x, t) in row.iter_mut().enumerate() {
+        let mut out = vec![0f32; c * hw];
+        let ptr = Out(out.as_mut_ptr());
+        // Rows over threads; each output pixel's sample point is computed
+        // once and applied to every channel.
+        (0..h).into_par_iter().for_each(|y| {
+            let ptr = ptr;
+            for x in 0..w {
                 let i = y * w + x;
-                *t = tap(x as f32 + flow[i], y as f32 + flow[hw + i], w, h);
+                let (x0, x1, fx) = axis(x as f32 + flow[i], w);
+                let (y0, y1, fy) = axis(y as f32 + flow[hw + i], h);
+                let (i00, i01, i10, i11) = (y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1);
+                for ch in 0..c {
+                    let p = &src[ch * hw..(ch + 1) * hw];
+                    let top = p[i00] + fx * (p[i01] - p[i00]);
+                    let bot = p[i10] + fx * (p[i11] - p[i10]);
+                    // SAFETY: pixel (y, x) of channel `ch` is written by this row's thread only.
+                    unsafe { *ptr.0.add(ch * hw + i) = top + fy * (bot - top) };
+                }
             }
         });
-        Ok((CpuStorage::F32(apply_taps(src, c, hw, &taps, w)), Shape::from((1, c, h, w))))
+        Ok((CpuStorage::F32(out), Shape::from((1, c, h, w))))
     }
 }
 
@@ -106,14 +92,23 @@ impl CustomOp1 for Resize {
         let src = contiguous_f32(s, l, "resize input")?;
         let (oh, ow) = (self.oh, self.ow);
         let (sy, sx) = (h as f32 / oh as f32, w as f32 / ow as f32);
-        let mut taps = vec![Tap::default(); oh * ow];
-        taps.par_chunks_mut(ow).enumerate().for_each(|(y, row)| {
-            let fy = source_coord(y, sy);
-            for (x, t) in row.iter_mut().enumerate() {
-                *t = tap(source_coord(x, sx), fy, w, h);
+        // Separable: the column taps once, then per output row the two
+        // source rows blended (each interpolated along x).
+        let xs: Vec<(usize, usize, f32)> = (0..ow).map(|x| axis(source_coord(x, sx), w)).collect();
+        let ys: Vec<(usize, usize, f32)> = (0..oh).map(|y| axis(source_coord(y, sy), h)).collect();
+        let mut out = vec![0f32; c * oh * ow];
+        out.par_chunks_mut(ow).enumerate().for_each(|(r, row)| {
+            let (ch, y) = (r / oh, r % oh);
+            let (y0, y1, fy) = ys[y];
+            let plane = &src[ch * h * w..(ch + 1) * h * w];
+            let (r0, r1) = (&plane[y0 * w..(y0 + 1) * w], &plane[y1 * w..(y1 + 1) * w]);
+            for (o, &(x0, x1, fx)) in row.iter_mut().zip(&xs) {
+                let top = r0[x0] + fx * (r0[x1] - r0[x0]);
+                let bot = r1[x0] + fx * (r1[x1] - r1[x0]);
+                *o = top + fy * (bot - top);
             }
         });
-        Ok((CpuStorage::F32(apply_taps(src, c, h * w, &taps, ow)), Shape::from((1, c, oh, ow))))
+        Ok((CpuStorage::F32(out), Shape::from((1, c, oh, ow))))
     }
 }
 
