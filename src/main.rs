@@ -299,7 +299,7 @@ mod video {
         /// In-between estimator of a flow-interpolator model: auto (per gap,
         /// the one that best predicts the real frames around it), flow,
         /// motion (block matching) or blend (cross-fade).
-        #[arg(long, default_value = "auto", value_parser = ["auto", "flow", "motion", "blend"])]
+        #[arg(long, default_value = "auto", value_parser = ["auto", "flow", "motion", "blend", "fuse"])]
         estimator: String,
         /// Noise seed (same seed, same output).
         #[arg(long, default_value_t = 0)]
@@ -560,7 +560,7 @@ mod learn {
             #[arg(long, default_value_t = 1.0)]
             strength: f32,
             /// In-between estimator of an interpolator model (auto, flow, motion, blend).
-            #[arg(long, default_value = "auto", value_parser = ["auto", "flow", "motion", "blend"])]
+            #[arg(long, default_value = "auto", value_parser = ["auto", "flow", "motion", "blend", "fuse"])]
             estimator: String,
             /// Skip the extension and animate measurements.
             #[arg(long)]

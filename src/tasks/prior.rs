@@ -97,6 +97,11 @@ pub enum EstimateRule {
     Motion,
     /// The cross-fade.
     Blend,
+    /// Per gap, the mean of the three estimators weighted by the inverse
+    /// fourth power of their error on the validation frames (higher mean
+    /// PSNR than `auto` on weft's held-aside clips, but it can lose to the
+    /// flow alone on a gap; see the README).
+    Fuse,
 }
 
 impl EstimateRule {
@@ -106,6 +111,7 @@ impl EstimateRule {
             "flow" => Self::Flow,
             "motion" => Self::Motion,
             "blend" => Self::Blend,
+            "fuse" => Self::Fuse,
             _ => return None,
         })
     }
@@ -128,6 +134,9 @@ pub enum Method {
     PushIn,
     /// A trained weft transformer refining one of the above.
     Transformer,
+    /// The flow, block-matching and cross-fade estimates mixed by their
+    /// validation errors.
+    Fused,
 }
 
 impl Method {
@@ -140,6 +149,7 @@ impl Method {
             Method::Held => "held",
             Method::PushIn => "camera-push-in",
             Method::Transformer => "weft-transformer",
+            Method::Fused => "fused-estimates",
         }
     }
 }
@@ -259,6 +269,8 @@ pub(crate) struct PairCache<'m> {
     flows: HashMap<(i64, i64), PreparedPair<'m>>,
     /// The in-between method chosen for each pair.
     chosen: HashMap<(i64, i64), Method>,
+    /// For fused estimates: the weights of flow, block matching, cross-fade.
+    weights: HashMap<(i64, i64), [f64; 3]>,
 }
 
 impl PairCache<'_> {
@@ -268,6 +280,7 @@ impl PairCache<'_> {
         self.trusted.retain(|k, _| keep(k));
         self.flows.retain(|k, _| keep(k));
         self.chosen.retain(|k, _| keep(k));
+        self.weights.retain(|k, _| keep(k));
     }
 }
 
@@ -280,35 +293,62 @@ fn between(interp: &Interpolator, method: Method, a: &Frame, b: &Frame, s: f32) 
     })
 }
 
+/// The candidates an in-between frame can be estimated by.
+const CANDIDATES: [Method; 3] = [Method::Flow, Method::Motion, Method::Blend];
+
 /// The in-between method for a pair under `rule`: for `Auto`, the candidate
 /// (flow, block matching, cross-fade) with the least squared error over the
 /// pair's validation triples; the flow interpolator when there are none.
-pub(crate) fn choose(interp: &Interpolator, rule: EstimateRule, br: &Bracket<'_>) -> Result<Method> {
-    let candidates = [Method::Flow, Method::Motion, Method::Blend];
+/// For `Fuse`, [`Method::Fused`] and the candidates' weights (inverse
+/// validation errors to the fourth power, normalised; the flow alone
+/// without triples).
+pub(crate) fn choose(interp: &Interpolator, rule: EstimateRule, br: &Bracket<'_>) -> Result<(Method, [f64; 3])> {
     let fixed = match rule {
         EstimateRule::Flow => Some(Method::Flow),
         EstimateRule::Motion => Some(Method::Motion),
         EstimateRule::Blend => Some(Method::Blend),
-        EstimateRule::Auto => None,
+        EstimateRule::Auto | EstimateRule::Fuse => None,
     };
+    let one = |m: Method| CANDIDATES.map(|c| if c == m { 1.0 } else { 0.0 });
     if let Some(m) = fixed {
-        return Ok(m);
+        return Ok((m, one(m)));
     }
     let triples: Vec<&Triple<'_>> = br.validation.iter().flatten().collect();
     if triples.is_empty() {
-        return Ok(Method::Flow);
+        return Ok((Method::Flow, one(Method::Flow)));
     }
-    let mut best = (Method::Flow, u64::MAX);
-    for m in candidates {
-        let mut err = 0u64;
-        for tr in &triples {
-            err += sse(&between(interp, m, tr.p, tr.r, tr.t)?, tr.q);
-        }
-        if err < best.1 {
-            best = (m, err);
+    // Each candidate's prediction of every validation frame, and its error.
+    let mut preds: Vec<[Frame; 3]> = Vec::with_capacity(triples.len());
+    for tr in &triples {
+        let p = |m| between(interp, m, tr.p, tr.r, tr.t);
+        preds.push([p(Method::Flow)?, p(Method::Motion)?, p(Method::Blend)?]);
+    }
+    let mut errors = [0f64; 3];
+    for (pr, tr) in preds.iter().zip(&triples) {
+        for (e, f) in errors.iter_mut().zip(pr) {
+            *e += sse(f, tr.q) as f64;
         }
     }
-    Ok(best.0)
+    if rule == EstimateRule::Fuse {
+        let inv = errors.map(|e| (e + 1.0).powi(-4));
+        let sum: f64 = inv.iter().sum();
+        return Ok((Method::Fused, inv.map(|v| v / sum)));
+    }
+    let best = (0..3).min_by(|&a, &b| errors[a].total_cmp(&errors[b])).expect("three candidates");
+    Ok((CANDIDATES[best], one(CANDIDATES[best])))
+}
+
+/// The weighted mean of frames of the same size, rounded.
+fn mix(frames: &[(&Frame, f64)]) -> Frame {
+    let first = frames[0].0;
+    let mut acc = vec![0f64; first.data().len()];
+    for (f, w) in frames {
+        for (a, &v) in acc.iter_mut().zip(f.data()) {
+            *a += *w * v as f64;
+        }
+    }
+    let data = acc.into_iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    Frame::from_rgb(first.width(), first.height(), data).expect("same size")
 }
 
 /// Sum of squared differences of two frames of the same size.
@@ -336,22 +376,29 @@ fn from_pair<'m>(est: Estimator<'m>, cache: &mut PairCache<'m>, br: Bracket<'_>)
         // motion prior's continuation (or hold).
         Estimator::Interpolator(..) if outside => Prior::Motion,
         Estimator::Interpolator(interp, rule) => {
-            let method = match cache.chosen.get(&br.key) {
-                Some(m) => *m,
-                None => {
-                    let m = choose(interp, rule, &br)?;
-                    cache.chosen.insert(br.key, m);
-                    m
+            if !cache.chosen.contains_key(&br.key) {
+                let (m, w) = choose(interp, rule, &br)?;
+                cache.chosen.insert(br.key, m);
+                cache.weights.insert(br.key, w);
+            }
+            let method = cache.chosen[&br.key];
+            let flow = |cache: &mut PairCache<'m>| -> Result<Frame> {
+                if !cache.flows.contains_key(&br.key) {
+                    cache.flows.insert(br.key, interp.pair(br.a, br.b)?);
                 }
+                cache.flows[&br.key].at(s)
+            };
+            let motion = |cache: &mut PairCache<'m>| {
+                cache.pairs.entry(br.key).or_insert_with(|| MotionPair::estimate(br.a, br.b)).interpolate(br.a, br.b, s)
             };
             let frame = match method {
-                Method::Flow => {
-                    if !cache.flows.contains_key(&br.key) {
-                        cache.flows.insert(br.key, interp.pair(br.a, br.b)?);
-                    }
-                    cache.flows[&br.key].at(s)?
+                Method::Flow => flow(cache)?,
+                Method::Motion => motion(cache),
+                Method::Fused => {
+                    let w = cache.weights[&br.key];
+                    let (f, m, b) = (flow(cache)?, motion(cache), cross_fade(br.a, br.b, s));
+                    mix(&[(&f, w[0]), (&m, w[1]), (&b, w[2])])
                 }
-                Method::Motion => cache.pairs.entry(br.key).or_insert_with(|| MotionPair::estimate(br.a, br.b)).interpolate(br.a, br.b, s),
                 _ => cross_fade(br.a, br.b, s),
             };
             return Ok((frame, method));
