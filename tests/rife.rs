@@ -52,12 +52,12 @@ fn warp_and_resize_match_pytorch() {
     let d = max_abs(&warp(&f["warp_in"], &f["warp_flow"]).unwrap(), &f["warp_out"]);
     assert!(d <= 1e-4, "warp differs from grid_sample by {d}");
     let x = &f["resize_in"];
-    let down = resize(x, 4, 8).unwrap();
+    let down = resize(x, 2, 4).unwrap();
     assert!(max_abs(&down, &f["resize_down"]) <= 1e-5);
-    assert!(max_abs(&resize(&down, 64, 128).unwrap(), &f["resize_up"]) <= 1e-5);
-    let down2 = resize(x, 32, 64).unwrap();
+    assert!(max_abs(&resize(&down, 32, 64).unwrap(), &f["resize_up"]) <= 1e-5);
+    let down2 = resize(x, 16, 32).unwrap();
     assert!(max_abs(&down2, &f["resize_down2"]) <= 1e-5);
-    assert!(max_abs(&resize(&down2, 64, 128).unwrap(), &f["resize_up2"]) <= 1e-5);
+    assert!(max_abs(&resize(&down2, 32, 64).unwrap(), &f["resize_up2"]) <= 1e-5);
 }
 
 #[test]
@@ -72,14 +72,18 @@ fn f32_weights_match_pytorch_within_1e_3() {
     let pair = interp.pair(&a, &b).unwrap();
     for (t, tag) in [(0.5f32, "t50"), (0.3, "t30")] {
         let out = pair.raw(t).unwrap();
+        // Each block's flow (the fixture has blocks 0-3 at t = 0.5; the last is `flow`).
         for (i, flow) in out.block_flows.iter().enumerate() {
-            let want = &f[&format!("flow_b{i}_{tag}")];
+            let Some(want) = f.get(&format!("flow_b{i}_{tag}")) else { continue };
             let d = max_abs(flow, want);
             assert!(d <= 1e-2, "t={t}: block {i} flow differs by {d} px");
         }
+        let df = max_abs(&out.flow, &f[&format!("flow_{tag}")]);
+        assert!(df <= 1e-2, "t={t}: final flow differs by {df} px");
         let dm = max_abs(&out.mask, &f[&format!("mask_{tag}")]);
         assert!(dm <= 1e-3, "t={t}: mask differs by {dm}");
         let d = max_abs(&out.merged, &f[&format!("merged_{tag}")]);
+        eprintln!("t={t}: f32 output max abs error {d:.2e}, mask {dm:.2e}, flow {df:.2e} px");
         assert!(d <= 1e-3, "t={t}: output differs by {d} (in [0, 1] units)");
         // Through frames: cropped, rounded to 8 bits.
         let got = pair.at(t).unwrap();
@@ -113,6 +117,7 @@ fn embedded_f16_default_is_within_45_db_of_pytorch() {
     for (t, tag) in [(0.5f32, "t50"), (0.3, "t30")] {
         let merged = pair.raw(t).unwrap().merged.narrow(2, 0, 60).unwrap().narrow(3, 0, 100).unwrap();
         let p = psnr(&merged, &f[&format!("out_{tag}")]);
+        eprintln!("t={t}: f16 weights {p:.1} dB from PyTorch's f32 output");
         assert!(p >= 45.0, "t={t}: f16 output is {p:.1} dB from PyTorch's");
     }
 }
