@@ -56,6 +56,22 @@ impl Frame {
     pub fn into_data(self) -> Vec<u8> {
         self.data
     }
+    /// A frame from a planar `[3, H, W]` f32 tensor (any device) of values
+    /// `v` mapped to `v * scale + offset` 8-bit levels, rounded and clamped.
+    pub fn from_planar(t: &candle_core::Tensor, scale: f64, offset: f64) -> Result<Self> {
+        let (_, h, w) = t.dims3()?;
+        let bytes = t
+            .affine(scale, offset)?
+            .round()?
+            .clamp(0f32, 255f32)?
+            .permute((1, 2, 0))?
+            .to_dtype(candle_core::DType::U8)?
+            .flatten_all()?
+            .to_device(&candle_core::Device::Cpu)?
+            .to_vec1::<u8>()?;
+        Self::from_rgb(w, h, bytes)
+    }
+
     /// The RGB value at (x, y).
     pub fn pixel(&self, x: usize, y: usize) -> [u8; 3] {
         let i = (y * self.width + x) * 3;

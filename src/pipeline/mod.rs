@@ -327,6 +327,35 @@ struct Job<'a> {
 }
 
 impl<'a> Job<'a> {
+    /// A job reading `reader` into `output`; `shift` delays every written
+    /// position (frames prepended by a backward extension).
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        input: &'a Path,
+        output: &'a Path,
+        model: &'a Model,
+        genopts: &'a GenerateOptions,
+        out_opts: &'a OutputOptions,
+        progress: &'a Progress,
+        reader: Reader,
+        shift: i64,
+    ) -> Self {
+        Job {
+            input,
+            output,
+            model,
+            genopts,
+            out_opts,
+            progress,
+            reader,
+            writer: None,
+            pending: Vec::new(),
+            conv: Converter::new(),
+            shift,
+            summary: Summary::default(),
+        }
+    }
+
     /// The next decoded frame; copies other streams' packets on the way.
     fn next_frame(&mut self) -> Result<Option<Decoded>> {
         loop {
@@ -446,20 +475,7 @@ pub fn infill(
     };
     progress.set_total(reader.estimated_frames());
     let k = crate::tasks::context_for_gap(model, crate::tasks::MAX_VALIDATION_CONTEXT, genopts.context).max(1);
-    let mut job = Job {
-        input,
-        output,
-        model,
-        genopts,
-        out_opts,
-        progress,
-        reader,
-        writer: None,
-        pending: Vec::new(),
-        conv: Converter::new(),
-        shift: 0,
-        summary: Summary::default(),
-    };
+    let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, 0);
     let mut marked: BTreeSet<i64> = BTreeSet::new();
     let mut queue: VecDeque<Held> = VecDeque::new();
     let mut history: VecDeque<Held> = VecDeque::new();
@@ -645,20 +661,7 @@ pub fn extend(
     // continuing the motion beats holding the last frame.
     let k = genopts.context.max(3);
     let shift = if direction == Direction::Backward { n as i64 } else { 0 };
-    let mut job = Job {
-        input,
-        output,
-        model,
-        genopts,
-        out_opts,
-        progress,
-        reader,
-        writer: None,
-        pending: Vec::new(),
-        conv: Converter::new(),
-        shift,
-        summary: Summary::default(),
-    };
+    let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, shift);
     let mut history: VecDeque<Held> = VecDeque::new();
     let mut last: Option<i64> = None;
     if direction == Direction::Backward {

@@ -26,7 +26,6 @@ use std::path::Path;
 use ff::util::frame::Video;
 use ffmpeg_next as ff;
 
-use super::convert::Converter;
 use super::input::{Decoded, Event, Reader};
 use super::output::{self, Writer};
 use super::timeline::{Gap, Grid, Ratio};
@@ -172,20 +171,7 @@ pub fn retime(
     })?;
     progress.set_total(reader.estimated_frames().map(|n| (n as f64 * in_step as f64 / out_step as f64).ceil() as u64));
     let k = crate::tasks::context_for_gap(model, crate::tasks::MAX_VALIDATION_CONTEXT, genopts.context).max(1);
-    let mut job = Job {
-        input,
-        output,
-        model,
-        genopts,
-        out_opts,
-        progress,
-        reader,
-        writer: None,
-        pending: Vec::new(),
-        conv: Converter::new(),
-        shift: 0,
-        summary: Summary::default(),
-    };
+    let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, 0);
     let Some(first) = first_frame(&mut job, rate)? else {
         // No frame at all: let the reader name the problem.
         job.reader.finish(progress)?;

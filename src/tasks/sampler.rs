@@ -37,17 +37,7 @@ pub(crate) fn frame_to_tensor(f: &Frame, dev: &Device) -> candle_core::Result<Te
 
 /// `[3, H, W]` f32 in [-1, 1] -> packed RGB, rounded and clamped.
 pub(crate) fn tensor_to_frame(t: &Tensor) -> Result<Frame> {
-    let (_, h, w) = t.dims3()?;
-    let bytes = t
-        .affine(127.5, 127.5)?
-        .round()?
-        .clamp(0f32, 255f32)?
-        .permute((1, 2, 0))?
-        .to_dtype(DType::U8)?
-        .flatten_all()?
-        .to_device(&Device::Cpu)?
-        .to_vec1::<u8>()?;
-    Frame::from_rgb(w, h, bytes)
+    Frame::from_planar(t, 127.5, 127.5)
 }
 
 /// Standard-normal noise for one frame, `[3, H, W]`.

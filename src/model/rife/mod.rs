@@ -478,19 +478,7 @@ impl PreparedPair<'_> {
     pub fn at(&self, t: f32) -> Result<Frame> {
         let merged = self.raw(t)?.merged;
         let (w, h) = self.size;
-        let bytes = merged
-            .squeeze(0)?
-            .narrow(1, 0, h)?
-            .narrow(2, 0, w)?
-            .affine(255.0, 0.0)?
-            .round()?
-            .clamp(0f32, 255f32)?
-            .permute((1, 2, 0))?
-            .to_dtype(DType::U8)?
-            .flatten_all()?
-            .to_device(&Device::Cpu)?
-            .to_vec1::<u8>()?;
-        Frame::from_rgb(w, h, bytes)
+        Frame::from_planar(&merged.squeeze(0)?.narrow(1, 0, h)?.narrow(2, 0, w)?, 255.0, 0.0)
     }
 }
 
