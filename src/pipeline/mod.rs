@@ -785,7 +785,7 @@ pub fn animate(
     writer.write_original(0, &first, progress)?;
     progress.set_done(writer.frames);
     let mut generated = 0;
-    run_plan(model, &Plan::animate(&still, n), genopts, |pos, f| -> Result<()> {
+    let methods = run_plan(model, &Plan::animate(&still, n), genopts, |pos, f| -> Result<()> {
         writer.write_rgb(pos, &f)?;
         generated += 1;
         progress.set_done(writer.frames);
@@ -796,6 +796,7 @@ pub fn animate(
         frames_out: writer.frames,
         generated,
         codec: writer.codec_name.clone(),
+        methods,
         ..Default::default()
     };
     writer.finish()?;
