@@ -13,6 +13,7 @@
 
 pub mod config;
 pub(crate) mod layers;
+pub mod ltx;
 pub mod rife;
 pub mod transformer;
 mod weights;

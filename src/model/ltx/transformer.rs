@@ -1,0 +1,761 @@
+//! The LTX-Video diffusion transformer (diffusers' `LTXVideoTransformer3DModel`).
+//!
+//! Architecture, in short:
+//!
+//! * Input: video latents already cut into spacetime patches and flattened to
+//!   tokens, `[B, seq, in_channels]`, with `seq = frames * height * width` of the
+//!   latent grid in (frame, row, column) order. `proj_in` lifts every token to
+//!   the model width `inner_dim = num_attention_heads * attention_head_dim`.
+//! * Time: the diffusion timestep (0..1000) goes through a 256-wide sinusoidal
+//!   embedding (cos first), a two-layer SiLU MLP (`time_embed.emb.timestep_embedder`),
+//!   giving `embedded_timestep`; then SiLU and `time_embed.linear` expand it to
+//!   six modulation vectors per block (PixArt-alpha's adaLN-single: one
+//!   projection shared by all blocks, each block adds its own learned
+//!   `scale_shift_table`). Timesteps may be one per sample (`[B]`) or one per
+//!   token (`[B, seq]`, as the conditioning pipeline passes, with conditioning
+//!   tokens at t = 0), in which case every token gets its own modulation.
+//! * Text: T5 embeddings `[B, text_len, caption_channels]` are projected to the
+//!   model width by a GELU(tanh) MLP (`caption_projection`). The 0/1 text mask
+//!   becomes an additive bias `(1 - mask) * -10000` on the cross-attention logits.
+//! * Positions: 3-D rotary embeddings over the full model width (not per head).
+//!   Each token has a (frame, y, x) coordinate, normalised by (20, 2048, 2048)
+//!   after scaling to pixel/second units (`rope_interpolation_scale` =
+//!   (vae temporal compression / frame rate, spatial compression, spatial
+//!   compression), or explicit `video_coords` already in those units). A
+//!   coordinate `c` in [0, 1] is mapped to `2c - 1` and multiplied by
+//!   `dim / 6` frequencies geometrically spaced from pi/2 to theta*pi/2; the
+//!   three axes are interleaved per frequency, each angle is used for one
+//!   (even, odd) channel pair, and `dim % 6` leading channels are left unrotated.
+//! * Blocks (`transformer_blocks.N`): RMSNorm (no affine) + shift/scale ->
+//!   self-attention (q/k RMSNorm across all heads, rotary on q and k) gated;
+//!   cross-attention to the text from the *unnormalised* stream, ungated;
+//!   RMSNorm + shift/scale -> GELU(tanh) feed-forward (4x) gated.
+//! * Output: LayerNorm (no affine), shift/scale from `embedded_timestep` plus
+//!   the model's own `scale_shift_table`, and `proj_out` to `out_channels`
+//!   (the predicted velocity per token).
+//!
+//! Parameter names are diffusers' own, so `diffusion_pytorch_model.safetensors`
+//! loads as is; [`Config`] reads diffusers' `transformer/config.json`.
+//! Computation happens in the `VarBuilder`'s dtype, with norms, rotary tables
+//! and the timestep sinusoids in f32.
+
+use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
+use candle_nn::{Linear, VarBuilder};
+use serde::Deserialize;
+
+/// diffusers' `LTXVideoTransformer3DModel` config (`transformer/config.json`).
+/// Missing fields take diffusers' defaults, which are LTX-Video 2B's values.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub in_channels: usize,
+    /// `null` means `in_channels`, as in diffusers.
+    pub out_channels: Option<usize>,
+    pub patch_size: usize,
+    pub patch_size_t: usize,
+    pub num_attention_heads: usize,
+    pub attention_head_dim: usize,
+    pub cross_attention_dim: usize,
+    pub num_layers: usize,
+    pub activation_fn: String,
+    pub qk_norm: String,
+    pub norm_elementwise_affine: bool,
+    pub norm_eps: f64,
+    pub caption_channels: usize,
+    pub attention_bias: bool,
+    pub attention_out_bias: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            in_channels: 128,
+            out_channels: Some(128),
+            patch_size: 1,
+            patch_size_t: 1,
+            num_attention_heads: 32,
+            attention_head_dim: 64,
+            cross_attention_dim: 2048,
+            num_layers: 28,
+            activation_fn: "gelu-approximate".to_string(),
+            qk_norm: "rms_norm_across_heads".to_string(),
+            norm_elementwise_affine: false,
+            norm_eps: 1e-6,
+            caption_channels: 4096,
+            attention_bias: true,
+            attention_out_bias: true,
+        }
+    }
+}
+
+impl Config {
+    /// LTX-Video 2B (0.9.0 to 0.9.5): diffusers' defaults.
+    pub fn ltx_video_2b() -> Self {
+        Self::default()
+    }
+
+    pub fn inner_dim(&self) -> usize {
+        self.num_attention_heads * self.attention_head_dim
+    }
+
+    pub fn out_channels(&self) -> usize {
+        match self.out_channels {
+            Some(c) if c > 0 => c,
+            _ => self.in_channels,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.qk_norm != "rms_norm_across_heads" {
+            bail!(
+                "LTX transformer: qk_norm {:?} is not supported (only rms_norm_across_heads)",
+                self.qk_norm
+            )
+        }
+        if self.activation_fn != "gelu-approximate" {
+            bail!(
+                "LTX transformer: activation_fn {:?} is not supported (only gelu-approximate)",
+                self.activation_fn
+            )
+        }
+        Ok(())
+    }
+}
+
+/// Every parameter the model reads, with its shape, in diffusers' state-dict
+/// order (what a checkpoint for `cfg` must hold, no more and no less).
+pub fn tensor_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
+    let d = cfg.inner_dim();
+    let mut v: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>| v.push((name, shape));
+    let linear =
+        |push: &mut dyn FnMut(String, Vec<usize>), p: &str, i: usize, o: usize, bias: bool| {
+            push(format!("{p}.weight"), vec![o, i]);
+            if bias {
+                push(format!("{p}.bias"), vec![o]);
+            }
+        };
+    push("scale_shift_table".into(), vec![2, d]);
+    linear(&mut push, "proj_in", cfg.in_channels, d, true);
+    linear(
+        &mut push,
+        "time_embed.emb.timestep_embedder.linear_1",
+        TIME_PROJ_DIM,
+        d,
+        true,
+    );
+    linear(
+        &mut push,
+        "time_embed.emb.timestep_embedder.linear_2",
+        d,
+        d,
+        true,
+    );
+    linear(&mut push, "time_embed.linear", d, 6 * d, true);
+    linear(
+        &mut push,
+        "caption_projection.linear_1",
+        cfg.caption_channels,
+        d,
+        true,
+    );
+    linear(&mut push, "caption_projection.linear_2", d, d, true);
+    for i in 0..cfg.num_layers {
+        let b = format!("transformer_blocks.{i}");
+        push(format!("{b}.scale_shift_table"), vec![6, d]);
+        for (attn, norm, kv_in) in [
+            ("attn1", "norm1", d),
+            ("attn2", "norm2", cfg.cross_attention_dim),
+        ] {
+            if cfg.norm_elementwise_affine {
+                push(format!("{b}.{norm}.weight"), vec![d]);
+            }
+            let a = format!("{b}.{attn}");
+            push(format!("{a}.norm_q.weight"), vec![d]);
+            push(format!("{a}.norm_k.weight"), vec![d]);
+            linear(&mut push, &format!("{a}.to_q"), d, d, cfg.attention_bias);
+            linear(
+                &mut push,
+                &format!("{a}.to_k"),
+                kv_in,
+                d,
+                cfg.attention_bias,
+            );
+            linear(
+                &mut push,
+                &format!("{a}.to_v"),
+                kv_in,
+                d,
+                cfg.attention_bias,
+            );
+            linear(
+                &mut push,
+                &format!("{a}.to_out.0"),
+                d,
+                d,
+                cfg.attention_out_bias,
+            );
+        }
+        linear(&mut push, &format!("{b}.ff.net.0.proj"), d, 4 * d, true);
+        linear(&mut push, &format!("{b}.ff.net.2"), 4 * d, d, true);
+    }
+    linear(&mut push, "proj_out", d, cfg.out_channels(), true);
+    v
+}
+
+/// Width of the sinusoidal timestep embedding (PixArt-alpha's `time_proj`).
+const TIME_PROJ_DIM: usize = 256;
+
+fn linear(i: usize, o: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    candle_nn::linear_b(i, o, bias, vb)
+}
+
+/// RMSNorm over the last dimension, in f32, optionally times a weight.
+fn rms_norm(x: &Tensor, weight: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let mut y = x.broadcast_mul(&(var + eps)?.sqrt()?.recip()?)?;
+    if let Some(w) = weight {
+        y = y.broadcast_mul(&w.to_dtype(DType::F32)?)?;
+    }
+    y.to_dtype(dtype)
+}
+
+/// LayerNorm over the last dimension without affine parameters, in f32.
+fn layer_norm(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    xc.broadcast_div(&(var + eps)?.sqrt()?)?.to_dtype(dtype)
+}
+
+/// `x * (1 + scale) + shift`, with `scale`/`shift` `[B, 1 or seq, D]`.
+fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    x.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(shift)
+}
+
+/// 3-D rotary position embedding (diffusers' `LTXVideoRotaryPosEmbed`).
+#[derive(Debug, Clone)]
+pub struct RotaryPosEmbed {
+    dim: usize,
+    base_num_frames: f32,
+    base_height: f32,
+    base_width: f32,
+    patch_size: usize,
+    patch_size_t: usize,
+    theta: f64,
+}
+
+impl RotaryPosEmbed {
+    pub fn new(cfg: &Config) -> Self {
+        Self {
+            dim: cfg.inner_dim(),
+            base_num_frames: 20.0,
+            base_height: 2048.0,
+            base_width: 2048.0,
+            patch_size: cfg.patch_size,
+            patch_size_t: cfg.patch_size_t,
+            theta: 10000.0,
+        }
+    }
+
+    /// The `dim / 6` angular frequencies, computed with torch's f32 operations
+    /// (`theta ** linspace(0, 1, n) * pi / 2`).
+    fn freqs(&self) -> Vec<f32> {
+        let n = self.dim / 6;
+        let (start, end) = (0f32, 1f32); // log_theta(1), log_theta(theta)
+        let step = if n > 1 {
+            (end - start) / (n - 1) as f32
+        } else {
+            0.0
+        };
+        (0..n)
+            .map(|i| {
+                // torch.linspace's (scalar) formula: from both ends towards the middle.
+                let e = if n == 1 {
+                    start
+                } else if i < n / 2 {
+                    start + step * i as f32
+                } else {
+                    end - step * (n - 1 - i) as f32
+                };
+                (self.theta as f32).powf(e) * std::f32::consts::PI / 2.0
+            })
+            .collect()
+    }
+
+    /// Normalised (frame, y, x) coordinates `[B, F*H*W, 3]` of a latent grid.
+    pub fn grid(
+        &self,
+        batch: usize,
+        num_frames: usize,
+        height: usize,
+        width: usize,
+        rope_interpolation_scale: Option<[f64; 3]>,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let mut g = Vec::with_capacity(num_frames * height * width * 3);
+        for f in 0..num_frames {
+            for y in 0..height {
+                for x in 0..width {
+                    let (mut f, mut y, mut x) = (f as f32, y as f32, x as f32);
+                    if let Some(s) = rope_interpolation_scale {
+                        f = f * s[0] as f32 * self.patch_size_t as f32 / self.base_num_frames;
+                        y = y * s[1] as f32 * self.patch_size as f32 / self.base_height;
+                        x = x * s[2] as f32 * self.patch_size as f32 / self.base_width;
+                    }
+                    g.extend_from_slice(&[f, y, x]);
+                }
+            }
+        }
+        let seq = num_frames * height * width;
+        Tensor::from_vec(g, (1, seq, 3), device)?.repeat((batch, 1, 1))
+    }
+
+    /// Normalised coordinates `[B, seq, 3]` from explicit `video_coords`
+    /// `[B, 3, seq]` (frames in seconds, y/x in pixels).
+    pub fn grid_from_coords(&self, video_coords: &Tensor) -> Result<Tensor> {
+        let base = Tensor::new(
+            &[self.base_num_frames, self.base_height, self.base_width],
+            video_coords.device(),
+        )?;
+        video_coords
+            .to_dtype(DType::F32)?
+            .transpose(1, 2)?
+            .broadcast_div(&base.reshape((1, 1, 3))?)
+    }
+
+    /// (cos, sin), each `[B, seq, dim]` f32, for normalised coordinates.
+    pub fn forward_grid(&self, grid: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, s, _) = grid.dims3()?;
+        let freqs = self.freqs();
+        let n = freqs.len();
+        let freqs = Tensor::from_vec(freqs, n, grid.device())?;
+        let ang = ((grid * 2.0)? - 1.0)?
+            .unsqueeze(D::Minus1)?
+            .broadcast_mul(&freqs)?; // [B, S, 3, n]
+        let ang = ang.transpose(2, 3)?.contiguous()?.reshape((b, s, 3 * n))?;
+        let twice = |t: Tensor| -> Result<Tensor> {
+            t.unsqueeze(D::Minus1)?
+                .broadcast_as((b, s, 3 * n, 2))?
+                .contiguous()?
+                .reshape((b, s, 6 * n))
+        };
+        let mut cos = twice(ang.cos()?)?;
+        let mut sin = twice(ang.sin()?)?;
+        let pad = self.dim % 6;
+        if pad != 0 {
+            cos = Tensor::cat(
+                &[Tensor::ones((b, s, pad), DType::F32, grid.device())?, cos],
+                D::Minus1,
+            )?;
+            sin = Tensor::cat(
+                &[Tensor::zeros((b, s, pad), DType::F32, grid.device())?, sin],
+                D::Minus1,
+            )?;
+        }
+        Ok((cos, sin))
+    }
+
+    /// diffusers' `forward`: from the latent grid, or from `video_coords` when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        batch: usize,
+        num_frames: usize,
+        height: usize,
+        width: usize,
+        rope_interpolation_scale: Option<[f64; 3]>,
+        video_coords: Option<&Tensor>,
+        device: &Device,
+    ) -> Result<(Tensor, Tensor)> {
+        let grid = match video_coords {
+            Some(c) => self.grid_from_coords(c)?,
+            None => self.grid(
+                batch,
+                num_frames,
+                height,
+                width,
+                rope_interpolation_scale,
+                device,
+            )?,
+        };
+        self.forward_grid(&grid)
+    }
+}
+
+/// Rotates (even, odd) channel pairs of `x` `[B, S, C]` by the rotary angles.
+fn apply_rotary_emb(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (b, s, c) = x.dims3()?;
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let pairs = x.reshape((b, s, c / 2, 2))?;
+    let re = pairs.narrow(3, 0, 1)?;
+    let im = pairs.narrow(3, 1, 1)?;
+    let rotated = Tensor::cat(&[im.neg()?, re], 3)?.reshape((b, s, c))?;
+    (x.mul(cos)? + rotated.mul(sin)?)?.to_dtype(dtype)
+}
+
+/// `LTXAttention` with `LTXVideoAttnProcessor`.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    norm_q: Tensor,
+    norm_k: Tensor,
+    heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    pub fn new(query_dim: usize, kv_dim: usize, cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let inner = cfg.inner_dim();
+        Ok(Self {
+            to_q: linear(query_dim, inner, cfg.attention_bias, vb.pp("to_q"))?,
+            to_k: linear(kv_dim, inner, cfg.attention_bias, vb.pp("to_k"))?,
+            to_v: linear(kv_dim, inner, cfg.attention_bias, vb.pp("to_v"))?,
+            to_out: linear(
+                inner,
+                query_dim,
+                cfg.attention_out_bias,
+                vb.pp("to_out").pp("0"),
+            )?,
+            norm_q: vb.get(inner, "norm_q.weight")?,
+            norm_k: vb.get(inner, "norm_k.weight")?,
+            heads: cfg.num_attention_heads,
+            head_dim: cfg.attention_head_dim,
+        })
+    }
+
+    /// `x` `[B, S, D]`; `context` `[B, L, kv_dim]` (self-attention when `None`);
+    /// `bias` additive `[B, 1, 1, L]`; `rope` (cos, sin) `[B, S, D]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        context: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        rope: Option<&(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        const QK_EPS: f64 = 1e-5;
+        let context = context.unwrap_or(x);
+        let mut q = rms_norm(&self.to_q.forward(x)?, Some(&self.norm_q), QK_EPS)?;
+        let mut k = rms_norm(&self.to_k.forward(context)?, Some(&self.norm_k), QK_EPS)?;
+        let v = self.to_v.forward(context)?;
+        if let Some((cos, sin)) = rope {
+            q = apply_rotary_emb(&q, cos, sin)?;
+            k = apply_rotary_emb(&k, cos, sin)?;
+        }
+        let (b, s, _) = q.dims3()?;
+        let l = k.dim(1)?;
+        let heads = |t: Tensor, n: usize| {
+            t.reshape((b, n, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (heads(q, s)?, heads(k, l)?, heads(v, l)?);
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut logits = (q.matmul(&k.t()?)? * scale)?; // [B, H, S, L]
+        if let Some(bias) = bias {
+            logits = logits.broadcast_add(&bias.to_dtype(logits.dtype())?)?;
+        }
+        let probs =
+            candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, s, self.heads * self.head_dim))?;
+        self.to_out.forward(&out)
+    }
+}
+
+/// `FeedForward` with `gelu-approximate`: `net.0.proj` -> GELU(tanh) -> `net.2`.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    proj: Linear,
+    out: Linear,
+}
+
+impl FeedForward {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            proj: linear(dim, 4 * dim, true, vb.pp("net.0.proj"))?,
+            out: linear(4 * dim, dim, true, vb.pp("net.2"))?,
+        })
+    }
+}
+
+impl Module for FeedForward {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.out.forward(&self.proj.forward(x)?.gelu()?)
+    }
+}
+
+/// `LTXVideoTransformerBlock`.
+#[derive(Debug, Clone)]
+pub struct TransformerBlock {
+    norm1: Option<Tensor>,
+    attn1: Attention,
+    norm2: Option<Tensor>,
+    attn2: Attention,
+    ff: FeedForward,
+    scale_shift_table: Tensor,
+    eps: f64,
+}
+
+impl TransformerBlock {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.inner_dim();
+        let norm = |name: &str| -> Result<Option<Tensor>> {
+            if cfg.norm_elementwise_affine {
+                Ok(Some(vb.get(d, &format!("{name}.weight"))?))
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Self {
+            norm1: norm("norm1")?,
+            attn1: Attention::new(d, d, cfg, vb.pp("attn1"))?,
+            norm2: norm("norm2")?,
+            attn2: Attention::new(d, cfg.cross_attention_dim, cfg, vb.pp("attn2"))?,
+            ff: FeedForward::new(d, vb.pp("ff"))?,
+            scale_shift_table: vb.get((6, d), "scale_shift_table")?,
+            eps: cfg.norm_eps,
+        })
+    }
+
+    /// `x` `[B, S, D]`, `context` `[B, L, D]`, `temb` `[B, T, 6D]` (T = 1 or S),
+    /// `rope` (cos, sin), `bias` `[B, 1, 1, L]`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        context: &Tensor,
+        temb: &Tensor,
+        rope: &(Tensor, Tensor),
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = temb.dims3()?;
+        let d = self.scale_shift_table.dim(1)?;
+        let ada = temb.reshape((b, t, 6, d))?.broadcast_add(
+            &self
+                .scale_shift_table
+                .to_dtype(temb.dtype())?
+                .reshape((1, 1, 6, d))?,
+        )?;
+        let p = |i: usize| ada.narrow(2, i, 1)?.squeeze(2);
+        let (shift_msa, scale_msa, gate_msa) = (p(0)?, p(1)?, p(2)?);
+        let (shift_mlp, scale_mlp, gate_mlp) = (p(3)?, p(4)?, p(5)?);
+
+        let h = modulate(
+            &rms_norm(x, self.norm1.as_ref(), self.eps)?,
+            &shift_msa,
+            &scale_msa,
+        )?;
+        let h = self.attn1.forward(&h, None, None, Some(rope))?;
+        let x = (x + h.broadcast_mul(&gate_msa)?)?;
+        let h = self.attn2.forward(&x, Some(context), bias, None)?;
+        let x = (x + h)?;
+        let h = modulate(
+            &rms_norm(&x, self.norm2.as_ref(), self.eps)?,
+            &shift_mlp,
+            &scale_mlp,
+        )?;
+        let h = self.ff.forward(&h)?;
+        x + h.broadcast_mul(&gate_mlp)?
+    }
+}
+
+/// `AdaLayerNormSingle` (PixArt-alpha), without the additional conditions.
+#[derive(Debug, Clone)]
+pub struct AdaLayerNormSingle {
+    linear_1: Linear,
+    linear_2: Linear,
+    linear: Linear,
+}
+
+impl AdaLayerNormSingle {
+    pub fn new(dim: usize, vb: VarBuilder) -> Result<Self> {
+        let e = vb.pp("emb").pp("timestep_embedder");
+        Ok(Self {
+            linear_1: linear(TIME_PROJ_DIM, dim, true, e.pp("linear_1"))?,
+            linear_2: linear(dim, dim, true, e.pp("linear_2"))?,
+            linear: linear(dim, 6 * dim, true, vb.pp("linear"))?,
+        })
+    }
+
+    /// Sinusoidal embedding `[N, 256]` (cos then sin) of timesteps `[N]`, in f32
+    /// (`get_timestep_embedding` with `flip_sin_to_cos`, shift 0).
+    pub fn time_proj(t: &Tensor) -> Result<Tensor> {
+        let half = TIME_PROJ_DIM / 2;
+        let k = -(10000f64.ln() as f32);
+        let freqs: Vec<f32> = (0..half)
+            .map(|i| ((k * i as f32 / half as f32) as f64).exp() as f32)
+            .collect();
+        let freqs = Tensor::from_vec(freqs, (1, half), t.device())?;
+        let arg = t
+            .to_dtype(DType::F32)?
+            .unsqueeze(1)?
+            .broadcast_mul(&freqs)?;
+        Tensor::cat(&[arg.cos()?, arg.sin()?], 1)
+    }
+
+    /// Returns (`temb` `[N, 6D]`, `embedded_timestep` `[N, D]`) for timesteps `[N]`.
+    pub fn forward(&self, t: &Tensor, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let proj = Self::time_proj(t)?.to_dtype(dtype)?;
+        let emb = self
+            .linear_2
+            .forward(&self.linear_1.forward(&proj)?.silu()?)?;
+        Ok((self.linear.forward(&emb.silu()?)?, emb))
+    }
+}
+
+/// `PixArtAlphaTextProjection` (GELU tanh).
+#[derive(Debug, Clone)]
+pub struct CaptionProjection {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+impl CaptionProjection {
+    pub fn new(in_features: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            linear_1: linear(in_features, hidden, true, vb.pp("linear_1"))?,
+            linear_2: linear(hidden, hidden, true, vb.pp("linear_2"))?,
+        })
+    }
+}
+
+impl Module for CaptionProjection {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.linear_2.forward(&self.linear_1.forward(x)?.gelu()?)
+    }
+}
+
+/// `LTXVideoTransformer3DModel`.
+#[derive(Debug, Clone)]
+pub struct LtxVideoTransformer3DModel {
+    proj_in: Linear,
+    scale_shift_table: Tensor,
+    time_embed: AdaLayerNormSingle,
+    caption_projection: CaptionProjection,
+    rope: RotaryPosEmbed,
+    transformer_blocks: Vec<TransformerBlock>,
+    proj_out: Linear,
+    dtype: DType,
+    config: Config,
+}
+
+impl LtxVideoTransformer3DModel {
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let d = cfg.inner_dim();
+        let transformer_blocks = (0..cfg.num_layers)
+            .map(|i| TransformerBlock::new(cfg, vb.pp("transformer_blocks").pp(i.to_string())))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            proj_in: linear(cfg.in_channels, d, true, vb.pp("proj_in"))?,
+            scale_shift_table: vb.get((2, d), "scale_shift_table")?,
+            time_embed: AdaLayerNormSingle::new(d, vb.pp("time_embed"))?,
+            caption_projection: CaptionProjection::new(
+                cfg.caption_channels,
+                d,
+                vb.pp("caption_projection"),
+            )?,
+            rope: RotaryPosEmbed::new(cfg),
+            transformer_blocks,
+            proj_out: linear(d, cfg.out_channels(), true, vb.pp("proj_out"))?,
+            dtype: vb.dtype(),
+            config: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn rope(&self) -> &RotaryPosEmbed {
+        &self.rope
+    }
+
+    /// diffusers' `forward`, returning the velocity `[B, seq, out_channels]`.
+    ///
+    /// * `hidden_states` `[B, seq, in_channels]`: patchified latent tokens.
+    /// * `encoder_hidden_states` `[B, L, caption_channels]`: T5 embeddings.
+    /// * `timestep` `[B]` (one per sample) or `[B, T]` (T = 1 or seq: per token).
+    /// * `encoder_attention_mask` `[B, L]`: 1 for tokens, 0 for padding.
+    /// * `num_frames`, `height`, `width`: the latent grid (patches), used when
+    ///   `video_coords` is `None`, scaled by `rope_interpolation_scale`
+    ///   (`(8 / frame_rate, 32, 32)` for LTX-Video's VAE; `None`: unscaled).
+    /// * `video_coords` `[B, 3, seq]`: explicit (seconds, pixels, pixels) coordinates.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        hidden_states: &Tensor,
+        encoder_hidden_states: &Tensor,
+        timestep: &Tensor,
+        encoder_attention_mask: Option<&Tensor>,
+        num_frames: usize,
+        height: usize,
+        width: usize,
+        rope_interpolation_scale: Option<[f64; 3]>,
+        video_coords: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let (b, seq, _) = hidden_states.dims3()?;
+        if video_coords.is_none() && num_frames * height * width != seq {
+            bail!("LTX transformer: {seq} tokens but a {num_frames}x{height}x{width} latent grid")
+        }
+        let device = hidden_states.device();
+        let (cos, sin) = self.rope.forward(
+            b,
+            num_frames,
+            height,
+            width,
+            rope_interpolation_scale,
+            video_coords,
+            device,
+        )?;
+        let rope = (cos, sin);
+
+        let bias = match encoder_attention_mask {
+            Some(m) => {
+                let l = m.dim(1)?;
+                let bias = ((1.0 - m.to_dtype(DType::F32)?)? * -10000.0)?;
+                Some(bias.reshape((b, 1, 1, l))?.to_dtype(self.dtype)?)
+            }
+            None => None,
+        };
+
+        let x = self.proj_in.forward(&hidden_states.to_dtype(self.dtype)?)?;
+        let t = timestep.flatten_all()?;
+        let n = t.dim(0)?;
+        if n % b != 0 {
+            bail!("LTX transformer: {n} timesteps for a batch of {b}")
+        }
+        let (temb, embedded) = self.time_embed.forward(&t, self.dtype)?;
+        let temb = temb.reshape((b, n / b, ()))?;
+        let embedded = embedded.reshape((b, n / b, ()))?;
+
+        let context = self
+            .caption_projection
+            .forward(&encoder_hidden_states.to_dtype(self.dtype)?)?;
+
+        let mut x = x;
+        for block in &self.transformer_blocks {
+            x = block.forward(&x, &context, &temb, &rope, bias.as_ref())?;
+        }
+
+        let d = self.scale_shift_table.dim(1)?;
+        let ss = self
+            .scale_shift_table
+            .to_dtype(self.dtype)?
+            .reshape((1, 1, 2, d))?
+            .broadcast_add(&embedded.unsqueeze(2)?)?;
+        let shift = ss.narrow(2, 0, 1)?.squeeze(2)?;
+        let scale = ss.narrow(2, 1, 1)?.squeeze(2)?;
+        let x = modulate(&layer_norm(&x, 1e-6)?, &shift, &scale)?;
+        self.proj_out.forward(&x)
+    }
+}
