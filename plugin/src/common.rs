@@ -29,8 +29,8 @@ pub const GENERATED_META: &str = "WeftGeneratedMeta";
 /// `method` (what made the frames: `hold` at a scene cut, `skip`, or the
 /// generation method, e.g. `flow-interpolation`, `block-matching`,
 /// `cross-fade`, `motion-continued`, `camera-push-in`, `weft-transformer`,
-/// several joined by `+`), `reason` (`gap`, `end-gap`,
-/// `extend-forward`, `extend-backward`, `animate`), `frame-duration` (guint64
+/// several joined by `+`), `reason` (`gap`, `end-gap`, `retime` (frame-rate
+/// conversion), `extend-forward`, `extend-backward`, `animate`), `frame-duration` (guint64
 /// ns) and, except for `skip`, `seconds` (gdouble, wall time of the fill).
 pub const FILL_MESSAGE: &str = "weft-fill";
 
@@ -746,7 +746,13 @@ impl PlanJob {
             let score = weft::analysis::scene_score(frame_at(*pb), frame_at(*pa));
             gst::debug!(CAT, obj = element, "scene score across {}: {:.3} (threshold {:.3})", first.pts, score, th);
             if score > th {
-                gst::info!(CAT, obj = element, "scene cut at {} (score {:.3}): holding the frame before it", first.pts, score);
+                gst::info!(
+                    CAT,
+                    obj = element,
+                    "scene cut at {} (score {:.3}): holding the frame before it",
+                    first.pts,
+                    score
+                );
                 return hold(bb);
             }
         }
@@ -768,7 +774,8 @@ impl PlanJob {
             if cancel.load(Ordering::SeqCst) {
                 return Err(Stop::Flow(gst::FlowError::Flushing));
             }
-            let (i, s) = *index.get(&pos).ok_or_else(|| Stop::Failed(format!("a frame at unplanned position {pos}")))?;
+            let (i, s) =
+                *index.get(&pos).ok_or_else(|| Stop::Failed(format!("a frame at unplanned position {pos}")))?;
             let mut b = conv.from_frame(&frame).map_err(Stop::Failed)?;
             mark_generated(b.get_mut().expect("new buffer is writable"), s.pts, s.duration, "generate", i);
             if streaming {
