@@ -5,5 +5,7 @@
 //! `FlowMatchEulerDiscreteScheduler`); parameter names mirror diffusers'
 //! so that checkpoints load without a renaming table.
 
+pub mod scheduler;
+pub mod text;
 pub mod transformer;
 pub mod vae;
