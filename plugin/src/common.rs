@@ -629,7 +629,7 @@ impl FillJob {
         for (_, b) in held {
             push(b)?;
         }
-        Ok(report.methods.keys().map(|m| m.name()).collect::<Vec<_>>().join("+"))
+        Ok(report.method_names())
     }
 }
 
@@ -789,7 +789,7 @@ impl PlanJob {
         for (_, b) in held {
             push(b)?;
         }
-        Ok(report.methods.keys().map(|m| m.name()).collect::<Vec<_>>().join("+"))
+        Ok(report.method_names())
     }
 }
 

@@ -100,6 +100,10 @@ impl RunReport {
     pub fn describe(&self) -> String {
         self.methods.iter().map(|(m, n)| format!("{} x{n}", m.name())).collect::<Vec<_>>().join(", ")
     }
+    /// The methods used joined by `+`, e.g. `flow-interpolation+cross-fade`.
+    pub fn method_names(&self) -> String {
+        self.methods.keys().map(|m| m.name()).collect::<Vec<_>>().join("+")
+    }
     /// Adds another run's counts.
     pub fn merge(&mut self, other: &RunReport) {
         for (m, n) in &other.methods {
