@@ -159,14 +159,10 @@ impl FillJob {
             plan = plan.generate(p);
         }
         let streaming = nearest_before.is_some();
-        let mut held: Vec<(i64, gst::Buffer)> = Vec::new();
         let mut opts = self.opts.clone();
         // Different noise for every fill, reproducible for the same stream.
         opts.seed = opts.seed.wrapping_add(self.start.nseconds() / self.dur.nseconds().max(1));
-        let report = weft::run_plan(&model, &plan, &opts, |pos, frame| -> Result<(), Stop> {
-            if cancel.load(Ordering::SeqCst) {
-                return Err(Stop::Flow(gst::FlowError::Flushing));
-            }
+        let buffer = |pos: i64, frame: weft::Frame| -> Result<(usize, gst::Buffer), Stop> {
             let mut b = conv.from_frame(&frame).map_err(Stop::Failed)?;
             mark_generated(
                 b.get_mut().expect("new buffer is writable"),
@@ -176,19 +172,43 @@ impl FillJob {
                 pos as usize,
             );
             gst::trace!(CAT, obj = element, "generated frame {} of the fill at {}", pos, self.start);
-            if streaming {
-                push(b)?;
-            } else {
-                held.push((pos, b));
-            }
-            Ok(())
-        })?;
-        held.sort_by_key(|(p, _)| *p);
-        for (_, b) in held {
-            push(b)?;
-        }
-        Ok(report.method_names())
+            Ok((pos as usize, b))
+        };
+        generate_and_push(&model, &plan, &opts, cancel, streaming, buffer, push)
     }
+}
+
+/// Runs `plan` and pushes every generated frame as the buffer `buffer`
+/// makes of it (with its place in the output order): at once when the run
+/// is generated in order (`streaming`), else sorted by that place at the
+/// end. Stops when `cancel` is set. Returns the methods that made the frames.
+fn generate_and_push(
+    model: &weft::Model,
+    plan: &weft::Plan<'_>,
+    opts: &weft::GenerateOptions,
+    cancel: &AtomicBool,
+    streaming: bool,
+    mut buffer: impl FnMut(i64, weft::Frame) -> Result<(usize, gst::Buffer), Stop>,
+    push: impl Fn(gst::Buffer) -> Result<(), Stop>,
+) -> Result<String, Stop> {
+    let mut held: Vec<(usize, gst::Buffer)> = Vec::new();
+    let report = weft::run_plan(model, plan, opts, |pos, frame| -> Result<(), Stop> {
+        if cancel.load(Ordering::SeqCst) {
+            return Err(Stop::Flow(gst::FlowError::Flushing));
+        }
+        let (order, b) = buffer(pos, frame)?;
+        if streaming {
+            push(b)
+        } else {
+            held.push((order, b));
+            Ok(())
+        }
+    })?;
+    held.sort_by_key(|(i, _)| *i);
+    for (_, b) in held {
+        push(b)?;
+    }
+    Ok(report.method_names())
 }
 
 /// One frame a [`PlanJob`] generates: its plan position and the timestamps
@@ -327,27 +347,14 @@ impl PlanJob {
         // Runs before a known frame are generated in order; backward ones
         // (nothing known before) nearest first, so they are pushed sorted.
         let streaming = nearest_before.is_some();
-        let mut held: Vec<(usize, gst::Buffer)> = Vec::new();
-        let report = weft::run_plan(&model, &plan, &self.opts, |pos, frame| -> Result<(), Stop> {
-            if cancel.load(Ordering::SeqCst) {
-                return Err(Stop::Flow(gst::FlowError::Flushing));
-            }
+        let buffer = |pos: i64, frame: weft::Frame| -> Result<(usize, gst::Buffer), Stop> {
             let (i, s) =
                 *index.get(&pos).ok_or_else(|| Stop::Failed(format!("a frame at unplanned position {pos}")))?;
             let mut b = conv.from_frame(&frame).map_err(Stop::Failed)?;
             mark_generated(b.get_mut().expect("new buffer is writable"), s.pts, s.duration, "generate", i);
-            if streaming {
-                push(b)?;
-            } else {
-                held.push((i, b));
-            }
-            Ok(())
-        })?;
-        held.sort_by_key(|(i, _)| *i);
-        for (_, b) in held {
-            push(b)?;
-        }
-        Ok(report.method_names())
+            Ok((i, b))
+        };
+        generate_and_push(&model, &plan, &self.opts, cancel, streaming, buffer, push)
     }
 }
 
