@@ -36,6 +36,7 @@ pub mod frame;
 pub mod model;
 #[cfg(feature = "ffmpeg")]
 pub mod pipeline;
+pub mod interrupt;
 pub mod runtime;
 pub mod tasks;
 pub mod train;

@@ -151,7 +151,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Ctrl-C, SIGTERM, SIGHUP: remove the unfinished output and exit 130/143/129.
+    if let Err(e) = weft::interrupt::install() {
+        eprintln!("weft: cannot install the signal handler: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weft: {e:#}");
@@ -412,6 +418,7 @@ mod video {
                     }
                     pipeline::Ratio { num: rate.num / a, den: rate.den / a }
                 };
+                pipeline::check_input(&input)?;
                 let (model, opts, progress) = common.load()?;
                 let ro = RetimeOptions { rate, scene_threshold };
                 let s = pipeline::retime(&model, &input, &out.output, &ro, &out_opts(&out), &opts, &progress)?;
@@ -442,12 +449,14 @@ mod video {
                     (None, true) => Select::Dups { tolerance: dup_tolerance },
                     (None, false) => Select::Gaps,
                 };
+                pipeline::check_input(&input)?;
                 let (model, opts, progress) = common.load()?;
                 let io = InfillOptions { select, max_gap, scene_threshold };
                 let s = pipeline::infill(&model, &input, &out.output, &io, &out_opts(&out), &opts, &progress)?;
                 say_done(common.quiet, &out.output, &s);
             }
             VideoCmd::Extend { input, out, len, backward, common } => {
+                pipeline::check_input(&input)?;
                 let n = frames(&len, || pipeline::frame_rate(&input))?;
                 let (model, opts, progress) = common.load()?;
                 let dir = if backward { Direction::Backward } else { Direction::Forward };
@@ -457,6 +466,7 @@ mod video {
             VideoCmd::Animate { image, out, len, fps, common } => {
                 let rate = pipeline::parse_rate(&fps)?;
                 let n = frames(&len, || Ok(rate))?;
+                pipeline::check_input(&image)?;
                 let (model, opts, progress) = common.load()?;
                 let s = pipeline::animate(&model, &image, &out.output, n, rate, &out_opts(&out), &opts, &progress)?;
                 say_done(common.quiet, &out.output, &s);

@@ -30,6 +30,14 @@ fn unreadable_inputs() {
     let empty = d.path().join("empty.mkv");
     std::fs::write(&empty, b"").unwrap();
     infill_fails(d.path(), &empty, &[], "empty.mkv: cannot open");
+    // The input is checked before the model is loaded: a bad input with a
+    // bad model names the input, for every command.
+    let nomodel = d.path().join("no-model");
+    let nm = nomodel.to_str().unwrap();
+    for cmd in [&["infill"][..], &["infill", "--fps", "50"], &["extend", "--frames", "2"], &["animate", "--frames", "2"]] {
+        fails(weft().arg(cmd[0]).arg(&empty).arg("-o").arg(d.path().join("out.mp4")).args(&cmd[1..]).args(["--model", nm]), "empty.mkv: cannot open");
+        assert_no_output(d.path(), "out.mp4");
+    }
 }
 
 #[test]
@@ -91,7 +99,11 @@ fn bad_arguments() {
     let c = clip(d.path(), "in.mkv", "96x64", 8, &[], "ffv1", false);
     let dir = d.path();
     infill_fails(dir, &c, &["--range", "nonsense"], "range `nonsense`");
-    infill_fails(dir, &c, &["--range", "5..2"], "range selects no frame");
+    infill_fails(dir, &c, &["--range", "5..2"], "range ends (frame 2) before it starts (frame 5)");
+    infill_fails(dir, &c, &["--range", "3..3"], "range selects no frame");
+    // Outside the clip: the error names the clip's frame span.
+    infill_fails(dir, &c, &["--range", "900..1000"], "--range selects frames 900..999 but the clip has frames 0..=");
+    infill_fails(dir, &c, &["--range", "40s..50s"], "but the clip has frames 0..=");
     infill_fails(dir, &c, &["--scene-threshold", "2"], "scene threshold must be in 0..=1");
     infill_fails(dir, &c, &["--max-gap", "0"], "--max-gap must be at least 1");
     infill_fails(dir, &c, &["--codec", "nosuchcodec"], "--codec nosuchcodec: no such video encoder");
@@ -109,6 +121,13 @@ fn bad_arguments() {
     ext(&["--frames", "2", "--seconds", "1"], "cannot be used with");
     ext(&[], "required");
     ext(&["--seconds=-1"], "--seconds must be positive");
+    ext(&["--frames", "100000000000"], "more than one run writes");
+    ext(&["--seconds", "1e300"], "more than one run writes");
+    fails(
+        weft().arg("animate").arg(&c).arg("-o").arg(dir.join("out.mp4")).args(["--frames", "3", "--fps", "0", "--model", &m()]),
+        "frame rate",
+    );
+    assert_no_output(dir, "out.mp4");
     fails(
         weft().arg("animate").arg(&c).arg("-o").arg(dir.join("out.mp4")).args(["--frames", "3", "--fps", "zero", "--model", &m()]),
         "frame rate `zero`",

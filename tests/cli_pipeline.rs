@@ -164,6 +164,21 @@ fn range_regenerates_only_the_frames_in_it() {
 }
 
 #[test]
+fn a_range_fills_the_missing_frames_in_it_and_leaves_holes_outside_it() {
+    let d = tempfile::tempdir().unwrap();
+    let c = clip(d.path(), "holes.mkv", "96x64", 24, &[4, 10, 11], "ffv1", false);
+    let out = d.path().join("r.mkv");
+    let (_, err) = ok(weft().arg("infill").arg(&c).arg("-o").arg(&out).args(["--codec", "ffv1", "--range", "9..13", "--model", &m()]));
+    // Frames 10 and 11 (missing, in the range) are made; the hole at 4 is left.
+    assert!(err.contains("1 gap(s) left"), "{err}");
+    assert_eq!(video_times(&out).len(), 23);
+    // A range that reaches past the end says so and still regenerates the frames in the clip.
+    let out2 = d.path().join("r2.mkv");
+    let (_, err) = ok(weft().arg("infill").arg(&c).arg("-o").arg(&out2).args(["--codec", "ffv1", "--range", "20..40", "--model", &m()]));
+    assert!(err.contains("--range reaches past the clip's last frame (frames 0..=23"), "{err}");
+}
+
+#[test]
 fn dups_replaces_repeated_frames() {
     let d = tempfile::tempdir().unwrap();
     // 6 distinct pictures at 5 fps, shown at 25 fps: every picture 5 times.

@@ -3,7 +3,7 @@
 //! that corruption inside the data (not only a broken header) is detected.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_core::safetensors::Load;
@@ -194,12 +194,9 @@ pub(super) fn checked_tensors(
 
 /// Writes `bytes` to `path` via a temporary file in the same directory.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp: PathBuf = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        WeftError::Io { path: path.to_path_buf(), source: e }
-    })
+    let tmp = crate::interrupt::TempPath::new(path.with_extension(format!("tmp{}", std::process::id())));
+    std::fs::write(tmp.path(), bytes).map_err(io(tmp.path()))?;
+    tmp.commit(|t| std::fs::rename(t, path).map_err(|e| WeftError::Io { path: path.to_path_buf(), source: e }))
 }
 
 /// Serialises named tensors in the storage dtype to safetensors bytes, with

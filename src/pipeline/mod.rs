@@ -482,12 +482,14 @@ pub fn infill(
     let mut prev_rgb: Option<Frame> = None;
     let mut dup_conv = Converter::new();
     let mut eof = false;
+    let mut span: Option<(i64, i64)> = None;
     loop {
         while !eof && queue.len() < k + 1 {
             let Some(d) = job.next_frame()? else {
                 eof = true;
                 break;
             };
+            span = Some(span.map_or((d.pos, d.pos), |(a, _)| (a, d.pos)));
             let mut rgb = None;
             let drop = match &opts.select {
                 Select::Gaps => false,
@@ -525,6 +527,21 @@ pub fn infill(
         history.push_back(item);
         if history.len() > k {
             history.pop_front();
+        }
+    }
+    if let (Some((a, b)), Some((first, last))) = (range, span) {
+        let grid = job.reader.grid().expect("a frame was decoded");
+        let clip = format!("frames {first}..={last}, {:.2} s to {:.2} s", grid.seconds(first), grid.seconds(last));
+        if b <= first || a > last {
+            return Err(Error::Args(format!(
+                "--range selects frames {a}..{} but the clip has {clip}: nothing to regenerate",
+                b - 1
+            )));
+        }
+        if b > last + 1 {
+            progress.note(&format!(
+                "--range reaches past the clip's last frame ({clip}): frames after it are not made (that is `weft extend`)"
+            ));
         }
     }
     // Selected frames at the very end: generate forward from the last kept frame.
@@ -570,9 +587,14 @@ fn fill_gap(
 ) -> Result<()> {
     let grid = job.reader.grid().expect("a frame was decoded");
     let at = grid.seconds(gap.start);
-    let selected = match opts.select {
+    let selected = match &opts.select {
         Select::Gaps => true,
-        _ => marked.range(gap.start..gap.end()).next().is_some(),
+        // A range selects the missing frames in it too.
+        Select::Range(r) => {
+            let (a, b) = r.positions(job.reader.rate)?;
+            marked.range(gap.start..gap.end()).next().is_some() || (a < gap.end() && gap.start < b)
+        }
+        Select::Dups { .. } => marked.range(gap.start..gap.end()).next().is_some(),
     };
     if !selected {
         job.summary.left.push(gap);
@@ -656,6 +678,7 @@ pub fn extend(
     }
     output::check_output_path(output, out_opts.overwrite)?;
     let reader = Reader::open(input, true)?;
+    check_new_frames(n, "extending by", reader.rate)?;
     progress.set_total(reader.estimated_frames().map(|e| e + n as u64));
     // At least 3 known frames: the motion prior checks on the third whether
     // continuing the motion beats holding the last frame.
@@ -765,6 +788,7 @@ pub fn animate(
     if fps.num <= 0 || fps.as_f64() > 1000.0 {
         return Err(Error::Args(format!("frame rate must be in (0, 1000], got {fps}")));
     }
+    check_new_frames(n, "animating", fps)?;
     output::check_output_path(output, out_opts.overwrite)?;
     let mut reader = Reader::open(image, false)?;
     let first = loop {
@@ -833,6 +857,28 @@ pub fn frames_for_seconds(seconds: f64, rate: Ratio) -> Result<usize> {
         return Err(Error::Args(format!("--seconds must be positive, got {seconds}")));
     }
     Ok(((seconds * rate.as_f64()).round() as usize).max(1))
+}
+
+/// Checks that `input` opens and has a video stream (or a picture), without
+/// decoding it: commands call this before loading a model, so that a bad
+/// input is what the user hears about.
+pub fn check_input(input: &Path) -> Result<()> {
+    Reader::open(input, false).map(|_| ())
+}
+
+/// The most frames one `extend` or `animate` run writes (over four days at
+/// 25 fps): a bound that keeps every timestamp within any container's time
+/// base and catches a mistyped count before minutes are spent.
+pub const MAX_NEW_FRAMES: usize = 10_000_000;
+
+fn check_new_frames(n: usize, what: &str, rate: Ratio) -> Result<()> {
+    if n > MAX_NEW_FRAMES {
+        return Err(Error::Args(format!(
+            "{what} {n} frames is more than one run writes (at most {MAX_NEW_FRAMES}, {:.1} hours at {rate} fps)",
+            MAX_NEW_FRAMES as f64 / rate.as_f64() / 3600.0
+        )));
+    }
+    Ok(())
 }
 
 /// The frame rate of `input`'s video stream (for `--seconds`).

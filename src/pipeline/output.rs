@@ -31,17 +31,11 @@ pub(crate) struct VideoSpec {
 }
 
 /// Removes the temporary file when dropped (after the muxer closed it).
-struct TmpFile(PathBuf);
-
-impl Drop for TmpFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use crate::interrupt::TempPath;
 
 pub(crate) struct Writer {
     out: PathBuf,
-    tmp: TmpFile,
+    tmp: Option<TempPath>,
     overwrite: bool,
     octx: Option<FormatOutput>,
     encoder: ff::encoder::Video,
@@ -208,11 +202,12 @@ impl Writer {
         let fmt_name = guess_format(out)?;
         let file_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
         let tmp = parent_of(out).join(format!(".{file_name}.weft-{}.part", std::process::id()));
-        let octx = ff::format::output_as(&tmp, &fmt_name)
-            .map_err(|e| out_err(out, format!("cannot write: {}", describe(e))))?;
-        // Declared after `octx`'s file exists, dropped after it: an error from
+        // Registered before the file exists, so that a signal at any point
+        // removes it; declared before `octx`, dropped after it: an error from
         // here on removes the temporary file.
-        let tmp = TmpFile(tmp);
+        let tmp = TempPath::new(tmp);
+        let octx = ff::format::output_as(tmp.path(), &fmt_name)
+            .map_err(|e| out_err(out, format!("cannot write: {}", describe(e))))?;
         let octx = octx;
         let enc_codec = choose_encoder(out, &octx, opts.codec.as_deref())?;
         let supported_by_container = unsafe {
@@ -291,7 +286,7 @@ impl Writer {
 
         let mut w = Writer {
             out: out.to_path_buf(),
-            tmp,
+            tmp: Some(tmp),
             overwrite: opts.overwrite,
             octx: Some(octx),
             encoder,
@@ -477,19 +472,22 @@ impl Writer {
         let mut octx = self.octx.take().expect("open");
         octx.write_trailer().map_err(|e| out_err(&self.out, format!("cannot finish the file: {}", describe(e))))?;
         drop(octx); // closes the file
-        if self.overwrite {
-            std::fs::rename(&self.tmp.0, &self.out).map_err(|e| out_err(&self.out, format!("cannot move the finished file into place: {e}")))?;
-        } else {
-            // A hard link fails if OUT appeared meanwhile: never clobber it.
-            match std::fs::hard_link(&self.tmp.0, &self.out) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(out_err(&self.out, "already exists (use --overwrite to replace it)"));
-                }
-                Err(_) => std::fs::rename(&self.tmp.0, &self.out)
-                    .map_err(|e| out_err(&self.out, format!("cannot move the finished file into place: {e}")))?,
+        let tmp = self.tmp.take().expect("open");
+        let (out, overwrite) = (self.out.clone(), self.overwrite);
+        tmp.commit(|tmp| {
+            if overwrite {
+                return std::fs::rename(tmp, &out).map_err(|e| out_err(&out, format!("cannot move the finished file into place: {e}")));
             }
-        }
+            // A hard link fails if OUT appeared meanwhile: never clobber it.
+            match std::fs::hard_link(tmp, &out) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(out_err(&out, "already exists (use --overwrite to replace it)"))
+                }
+                Err(_) => std::fs::rename(tmp, &out)
+                    .map_err(|e| out_err(&out, format!("cannot move the finished file into place: {e}"))),
+            }
+        })?;
         Ok(())
     }
 }

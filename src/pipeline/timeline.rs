@@ -152,7 +152,10 @@ impl FrameRange {
             }
         };
         let (a, b) = (to_pos(self.start, false), to_pos(self.end, true));
-        if b <= a {
+        if b < a {
+            return Err(Error::Args(format!("range ends (frame {b}) before it starts (frame {a})")));
+        }
+        if b == a {
             return Err(Error::Args(format!("range selects no frame ({a}..{b})")));
         }
         Ok((a, b))

@@ -406,15 +406,15 @@ impl Trainer {
             tensors.insert(format!("m.{name}"), self.opt.m[i].clone());
             tensors.insert(format!("v.{name}"), self.opt.v[i].clone());
         }
-        let tmp = dir.join(format!("{OPT_FILE}.tmp"));
-        candle_core::safetensors::save(&tensors, &tmp)?;
-        std::fs::rename(&tmp, dir.join(OPT_FILE)).map_err(|e| WeftError::Io { path: dir.join(OPT_FILE), source: e })?;
+        let tmp = crate::interrupt::TempPath::new(dir.join(format!("{OPT_FILE}.tmp")));
+        candle_core::safetensors::save(&tensors, tmp.path())?;
+        tmp.commit(|t| std::fs::rename(t, dir.join(OPT_FILE)).map_err(|e| WeftError::Io { path: dir.join(OPT_FILE), source: e }))?;
         // Written last, under a temporary name: a checkpoint cut short leaves
         // the previous state.json (and its step) in place.
         let state = serde_json::to_string_pretty(&State { step: self.opt.step, train: self.cfg.clone() }).expect("serialises");
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        std::fs::write(&tmp, state).map_err(|e| WeftError::Io { path: tmp.clone(), source: e })?;
-        std::fs::rename(&tmp, dir.join(STATE_FILE)).map_err(|e| WeftError::Io { path: dir.join(STATE_FILE), source: e })
+        let tmp = crate::interrupt::TempPath::new(dir.join(format!("{STATE_FILE}.tmp")));
+        std::fs::write(tmp.path(), state).map_err(|e| WeftError::Io { path: tmp.path().to_path_buf(), source: e })?;
+        tmp.commit(|t| std::fs::rename(t, dir.join(STATE_FILE)).map_err(|e| WeftError::Io { path: dir.join(STATE_FILE), source: e }))
     }
 
     /// Trains until `cfg.steps`, checkpointing every `checkpoint_every` steps

