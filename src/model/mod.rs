@@ -74,6 +74,14 @@ pub struct Model {
 enum Kind {
     Transformer(Transformer),
     Interpolator(Interpolator),
+    /// A pretrained LTX-Video model (diffusers snapshot or single file).
+    Ltx(Box<ltx::LtxVideo>),
+}
+
+impl From<ltx::LtxVideo> for Model {
+    fn from(m: ltx::LtxVideo) -> Self {
+        Model { kind: Kind::Ltx(Box::new(m)) }
+    }
 }
 
 impl From<Transformer> for Model {
@@ -100,9 +108,28 @@ impl Model {
         Self::load_on(dir, &Device::Cpu)
     }
 
-    /// Like [`Model::load`], onto `device`.
+    /// Like [`Model::load`], onto `device`. An LTX-Video diffusers snapshot
+    /// (a directory with `model_index.json`) or single-file checkpoint (a
+    /// `.safetensors` file) loads as [`ltx::LtxVideo`] in f32, with the
+    /// snapshot's text encoder if it has one (see [`Model::load_ltx`]).
     pub fn load_on(dir: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        weights::load_dir(dir.as_ref(), device)
+        let path = dir.as_ref();
+        if ltx::load::is_ltx_path(path) {
+            return Self::load_ltx(path, None, candle_core::DType::F32, device);
+        }
+        weights::load_dir(path, device)
+    }
+
+    /// An LTX-Video snapshot directory or single file, the transformer in
+    /// `dtype`, with the T5 text encoder from `text_encoder` (a folder with
+    /// `text_encoder/` + `tokenizer/`, or a T5 folder; `None`: the snapshot's own).
+    pub fn load_ltx(
+        path: impl AsRef<Path>,
+        text_encoder: Option<&Path>,
+        dtype: candle_core::DType,
+        device: &Device,
+    ) -> Result<Self> {
+        Ok(ltx::LtxVideo::load(path, text_encoder, dtype, device)?.into())
     }
 
     /// The default model compiled into the library (`models/default/`: the
@@ -126,6 +153,10 @@ impl Model {
         match &self.kind {
             Kind::Transformer(t) => t.save(dir),
             Kind::Interpolator(i) => weights::save_interpolator(i, dir.as_ref()),
+            Kind::Ltx(m) => Err(WeftError::ModelDir {
+                path: m.source.clone(),
+                reason: "LTX-Video models are read from their snapshot or checkpoint; weft does not write them".into(),
+            }),
         }
     }
 
@@ -134,6 +165,7 @@ impl Model {
         Ok(match &self.kind {
             Kind::Transformer(t) => t.to_device(device)?.into(),
             Kind::Interpolator(i) => i.to_device(device)?.into(),
+            Kind::Ltx(m) => m.reload_on(device)?.into(),
         })
     }
 
@@ -141,6 +173,7 @@ impl Model {
         match &self.kind {
             Kind::Transformer(t) => t.device(),
             Kind::Interpolator(i) => i.device(),
+            Kind::Ltx(m) => m.device(),
         }
     }
 
@@ -148,7 +181,7 @@ impl Model {
     pub fn transformer(&self) -> Option<&Transformer> {
         match &self.kind {
             Kind::Transformer(t) => Some(t),
-            Kind::Interpolator(_) => None,
+            Kind::Interpolator(_) | Kind::Ltx(_) => None,
         }
     }
 
@@ -156,7 +189,7 @@ impl Model {
     pub fn into_transformer(self) -> Option<Transformer> {
         match self.kind {
             Kind::Transformer(t) => Some(t),
-            Kind::Interpolator(_) => None,
+            Kind::Interpolator(_) | Kind::Ltx(_) => None,
         }
     }
 
@@ -164,7 +197,23 @@ impl Model {
     pub fn interpolator(&self) -> Option<&Interpolator> {
         match &self.kind {
             Kind::Interpolator(i) => Some(i),
-            Kind::Transformer(_) => None,
+            Kind::Transformer(_) | Kind::Ltx(_) => None,
+        }
+    }
+
+    /// The LTX-Video model, for a model of that kind.
+    pub fn ltx(&self) -> Option<&ltx::LtxVideo> {
+        match &self.kind {
+            Kind::Ltx(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The LTX-Video model, mutably (text encoding loads the encoder on first use).
+    pub fn ltx_mut(&mut self) -> Option<&mut ltx::LtxVideo> {
+        match &mut self.kind {
+            Kind::Ltx(m) => Some(m),
+            _ => None,
         }
     }
 
@@ -179,6 +228,7 @@ impl Model {
         match &self.kind {
             Kind::Transformer(t) => t.num_parameters(),
             Kind::Interpolator(i) => i.num_parameters(),
+            Kind::Ltx(m) => m.num_parameters(),
         }
     }
 
@@ -201,6 +251,7 @@ impl Model {
                 self.num_parameters(),
                 i.config().weight_dtype.name()
             ),
+            Kind::Ltx(m) => m.describe(),
         }
     }
 }

@@ -319,7 +319,9 @@ pub fn run_plan<E: From<WeftError>>(
     let estimator = match (model.interpolator(), model.transformer()) {
         (Some(i), _) => Estimator::Interpolator(i, opts.estimator),
         (None, Some(t)) => Estimator::Prior(t.config().prior),
-        (None, None) => unreachable!("a model is an interpolator or a transformer"),
+        (None, None) => {
+            return Err(WeftError::BadOptions(format!("{} cannot run weft's plans yet", model.describe())).into());
+        }
     };
     let mut pairs = prior::PairCache::default();
     let mut cache: HashMap<i64, Frame> = HashMap::new();

@@ -5,7 +5,11 @@
 //! `FlowMatchEulerDiscreteScheduler`); parameter names mirror diffusers'
 //! so that checkpoints load without a renaming table.
 
+pub mod load;
+pub mod pipeline;
 pub mod scheduler;
 pub mod text;
 pub mod transformer;
 pub mod vae;
+
+pub use load::{Layout, LtxVersion, LtxVideo};
