@@ -314,7 +314,8 @@ struct Job<'a> {
     input: &'a Path,
     output: &'a Path,
     model: &'a Model,
-    genopts: &'a GenerateOptions,
+    /// The caller's options, with the clip's frame rate for the model.
+    genopts: GenerateOptions,
     out_opts: &'a OutputOptions,
     progress: &'a Progress,
     reader: Reader,
@@ -334,12 +335,13 @@ impl<'a> Job<'a> {
         input: &'a Path,
         output: &'a Path,
         model: &'a Model,
-        genopts: &'a GenerateOptions,
+        genopts: &GenerateOptions,
         out_opts: &'a OutputOptions,
         progress: &'a Progress,
         reader: Reader,
         shift: i64,
     ) -> Self {
+        let genopts = genopts.clone().at_rate(reader.rate.as_f64());
         Job {
             input,
             output,
@@ -403,7 +405,7 @@ impl<'a> Job<'a> {
         let writer = self.writer.as_mut().expect("created with the first frame");
         let progress = self.progress;
         let mut count = 0u64;
-        let report = run_plan(self.model, plan, self.genopts, |pos, f| -> Result<()> {
+        let report = run_plan(self.model, plan, &self.genopts, |pos, f| -> Result<()> {
             count += 1;
             if in_order {
                 writer.write_rgb(pos, &f)?;
@@ -474,7 +476,7 @@ pub fn infill(
         _ => None,
     };
     progress.set_total(reader.estimated_frames());
-    let k = crate::tasks::context_for_gap(model, crate::tasks::MAX_VALIDATION_CONTEXT, genopts.context).max(1);
+    let k = crate::tasks::known_context(model, genopts, crate::tasks::MAX_VALIDATION_CONTEXT).max(1);
     let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, 0);
     let mut marked: BTreeSet<i64> = BTreeSet::new();
     let mut queue: VecDeque<Held> = VecDeque::new();
@@ -682,7 +684,7 @@ pub fn extend(
     progress.set_total(reader.estimated_frames().map(|e| e + n as u64));
     // At least 3 known frames: the motion prior checks on the third whether
     // continuing the motion beats holding the last frame.
-    let k = genopts.context.max(3);
+    let k = crate::tasks::known_context(model, genopts, 0).max(3);
     let shift = if direction == Direction::Backward { n as i64 } else { 0 };
     let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, shift);
     let mut history: VecDeque<Held> = VecDeque::new();
@@ -809,7 +811,8 @@ pub fn animate(
     writer.write_original(0, &first, progress)?;
     progress.set_done(writer.frames);
     let mut generated = 0;
-    let methods = run_plan(model, &Plan::animate(&still, n), genopts, |pos, f| -> Result<()> {
+    let genopts = genopts.clone().at_rate(fps.as_f64());
+    let methods = run_plan(model, &Plan::animate(&still, n), &genopts, |pos, f| -> Result<()> {
         writer.write_rgb(pos, &f)?;
         generated += 1;
         progress.set_done(writer.frames);

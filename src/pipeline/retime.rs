@@ -170,7 +170,7 @@ pub fn retime(
         Error::Args(format!("--fps {rate}: no common frame grid with the input's {in_rate} fps (pick a simpler rate)"))
     })?;
     progress.set_total(reader.estimated_frames().map(|n| (n as f64 * in_step as f64 / out_step as f64).ceil() as u64));
-    let k = crate::tasks::context_for_gap(model, crate::tasks::MAX_VALIDATION_CONTEXT, genopts.context).max(1);
+    let k = crate::tasks::known_context(model, genopts, crate::tasks::MAX_VALIDATION_CONTEXT).max(1);
     let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, 0);
     let Some(first) = first_frame(&mut job, rate)? else {
         // No frame at all: let the reader name the problem.

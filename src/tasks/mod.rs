@@ -18,6 +18,7 @@
 //! Only the last `context` generated frames are kept; every other generated
 //! frame is handed to the caller's sink at once.
 
+mod ltx;
 mod plan;
 pub mod motion;
 pub(crate) mod prior;
@@ -67,6 +68,9 @@ pub struct GenerateOptions {
     /// Which estimator fills in-between frames for a model with a flow
     /// interpolator (see [`EstimateRule`]).
     pub estimator: EstimateRule,
+    /// How a generative LTX-Video model runs (prompt, guidance, generation
+    /// size, ...); other models ignore it.
+    pub ltx: crate::model::ltx::generate::LtxSettings,
 }
 
 impl Default for GenerateOptions {
@@ -79,6 +83,7 @@ impl Default for GenerateOptions {
             context: 2,
             strength: 1.0,
             estimator: EstimateRule::default(),
+            ltx: Default::default(),
         }
     }
 }
@@ -118,6 +123,27 @@ impl RunReport {
 /// gap's span plus one, at most [`MAX_VALIDATION_CONTEXT`]).
 pub fn context_for_gap(model: &Model, gap: usize, context: usize) -> usize {
     if model.interpolator().is_some() { context.max((gap + 2).min(MAX_VALIDATION_CONTEXT)) } else { context }
+}
+
+/// Known frames on each side of a gap of `gap` frames (0 for an extension)
+/// that `model` uses with `opts`: an LTX-Video model's window lead and the
+/// real frames after a gap, else as [`context_for_gap`].
+pub fn known_context(model: &Model, opts: &GenerateOptions, gap: usize) -> usize {
+    if model.ltx().is_some() {
+        return opts.context.max(opts.ltx.context).max(opts.ltx.after);
+    }
+    context_for_gap(model, gap, opts.context)
+}
+
+impl GenerateOptions {
+    /// These options for a clip at `fps` frames per second (the rate a
+    /// generative model's time coordinates use).
+    pub fn at_rate(mut self, fps: f64) -> Self {
+        if fps.is_finite() && fps > 0.0 {
+            self.ltx.frame_rate = fps;
+        }
+        self
+    }
 }
 
 /// Most known frames a side that the estimator choice asks for.
@@ -285,8 +311,12 @@ pub fn run_plan<E: From<WeftError>>(
     opts: &GenerateOptions,
     mut sink: impl FnMut(i64, Frame) -> Result<(), E>,
 ) -> Result<RunReport, E> {
-    let window = opts.check(model)?;
     let mut plan = plan.clone();
+    if let Some(ltx_model) = model.ltx() {
+        let Some(size) = plan.normalise()? else { return Ok(RunReport::default()) };
+        return ltx::run(ltx_model, plan.entries(), size, &opts.ltx, opts.seed, sink);
+    }
+    let window = opts.check(model)?;
     let mut report = RunReport::default();
     let Some(size) = plan.normalise()? else { return Ok(report) };
     let windows = schedule_sorted(plan.entries(), window, opts.context);

@@ -409,6 +409,7 @@ fn invalid(msg: impl Into<String>) -> WeftError {
 /// diffusers' state-dict order: diffusers' names for [`Layout::Diffusers`],
 /// the original `model.diffusion_model.*` names for [`Layout::SingleFile`].
 pub fn transformer_tensors(cfg: &tr::Config, layout: Layout) -> Result<Vec<(String, Vec<usize>)>> {
+    validate_transformer_sizes(cfg).map_err(invalid)?;
     let shapes = tr::tensor_shapes(cfg);
     match layout {
         Layout::Diffusers => Ok(shapes),
@@ -423,6 +424,37 @@ pub fn transformer_tensors(cfg: &tr::Config, layout: Layout) -> Result<Vec<(Stri
             })
             .collect(),
     }
+}
+
+/// Bounds far above every LTX-Video release (the 13B model has 48 layers,
+/// 32 x 128 heads, 4096 caption channels), so that a damaged config is an
+/// error, not a loop over billions of layers or a shape that overflows.
+const MAX_LAYERS: usize = 1024;
+const MAX_WIDTH: usize = 1 << 20;
+const MAX_PATCH: usize = 64;
+
+fn validate_transformer_sizes(c: &tr::Config) -> std::result::Result<(), String> {
+    let widths = [c.in_channels, c.out_channels.unwrap_or(0), c.cross_attention_dim, c.caption_channels, c.attention_head_dim];
+    if c.num_layers > MAX_LAYERS
+        || c.num_attention_heads.checked_mul(c.attention_head_dim).is_none_or(|d| d > MAX_WIDTH)
+        || widths.iter().any(|&w| w > MAX_WIDTH)
+        || c.patch_size > MAX_PATCH
+        || c.patch_size_t > MAX_PATCH
+    {
+        return Err(format!(
+            "LTX transformer config: implausible sizes ({} layers, {} x {} heads, {} in / {} caption / {} cross-attention \
+             channels, patch {} x {}): at most {MAX_LAYERS} layers, {MAX_WIDTH} channels, patches of {MAX_PATCH}",
+            c.num_layers,
+            c.num_attention_heads,
+            c.attention_head_dim,
+            c.in_channels,
+            c.caption_channels,
+            c.cross_attention_dim,
+            c.patch_size,
+            c.patch_size_t
+        ));
+    }
+    Ok(())
 }
 
 /// Every (file key, shape) a checkpoint of this VAE config holds, in
@@ -498,6 +530,16 @@ pub fn validate_vae_config(c: &vae::Config) -> std::result::Result<(), String> {
     let zero = c.block_out_channels.iter().chain(&c.decoder_block_out_channels).chain(&c.upsample_factor);
     if zero.chain([&c.latent_channels, &c.patch_size, &c.patch_size_t, &c.in_channels, &c.out_channels]).any(|&x| x == 0) {
         return bad("channel counts, patch sizes and upsample factors must be positive".into());
+    }
+    let layers = c.layers_per_block.iter().chain(&c.decoder_layers_per_block);
+    let widths = c.block_out_channels.iter().chain(&c.decoder_block_out_channels);
+    if layers.clone().any(|&n| n > MAX_LAYERS)
+        || widths.chain([&c.latent_channels, &c.in_channels, &c.out_channels]).any(|&w| w > MAX_WIDTH)
+        || c.upsample_factor.iter().chain([&c.patch_size, &c.patch_size_t]).any(|&p| p > MAX_PATCH)
+    {
+        return bad(format!(
+            "implausible sizes (at most {MAX_LAYERS} layers a block, {MAX_WIDTH} channels, patches and upsample factors of {MAX_PATCH})"
+        ));
     }
     Ok(())
 }
@@ -1363,14 +1405,15 @@ pub struct LtxText {
     dtype: DType,
     device: Device,
     source: PathBuf,
-    encoder: Option<LtxTextEncoder>,
+    /// Behind a lock so that a shared model encodes prompts (jobs share one model).
+    encoder: std::sync::Mutex<Option<LtxTextEncoder>>,
 }
 
 impl std::fmt::Debug for LtxText {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LtxText")
             .field("available", &self.is_available())
-            .field("loaded", &self.encoder.is_some())
+            .field("loaded", &self.is_loaded())
             .finish()
     }
 }
@@ -1381,17 +1424,17 @@ impl LtxText {
     }
 
     pub fn is_loaded(&self) -> bool {
-        self.encoder.is_some()
+        self.encoder.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
 
     pub fn status(&self) -> &TextStatus {
         &self.status
     }
 
-    /// The encoder, loading it (memory-mapped, in the model's dtype) on first
-    /// use. Without one: an error naming what is missing.
-    pub fn encoder(&mut self) -> Result<&mut LtxTextEncoder> {
-        if self.encoder.is_none() {
+    /// Loads the encoder (memory-mapped, in the model's dtype) unless it is
+    /// loaded. Without one: an error naming what is missing.
+    fn ensure(&self, slot: &mut Option<LtxTextEncoder>) -> Result<()> {
+        if slot.is_none() {
             let (enc, tok) = match &self.status {
                 TextStatus::Present { encoder_dir, tokenizer_dir, .. } => (encoder_dir.clone(), tokenizer_dir.clone()),
                 TextStatus::Missing(why) => {
@@ -1401,14 +1444,26 @@ impl LtxText {
                     });
                 }
             };
-            self.encoder = Some(load_text_encoder(&enc, &tok, self.dtype, &self.device)?);
+            *slot = Some(load_text_encoder(&enc, &tok, self.dtype, &self.device)?);
         }
-        Ok(self.encoder.as_mut().expect("loaded above"))
+        Ok(())
     }
 
-    /// `_get_t5_prompt_embeds(prompts, max_sequence_length)`.
-    pub fn encode(&mut self, prompts: &[&str], max_sequence_length: usize) -> Result<PromptEmbeds> {
-        Ok(self.encoder()?.encode(prompts, max_sequence_length)?)
+    /// The encoder, loading it on first use.
+    pub fn encoder(&mut self) -> Result<&mut LtxTextEncoder> {
+        let mut slot = self.encoder.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        self.ensure(&mut slot)?;
+        let m = self.encoder.get_mut().unwrap_or_else(|e| e.into_inner());
+        *m = slot;
+        Ok(m.as_mut().expect("loaded above"))
+    }
+
+    /// `_get_t5_prompt_embeds(prompts, max_sequence_length)`; callable on a
+    /// shared model (the encoder is locked while it runs).
+    pub fn encode(&self, prompts: &[&str], max_sequence_length: usize) -> Result<PromptEmbeds> {
+        let mut slot = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
+        self.ensure(&mut slot)?;
+        Ok(slot.as_mut().expect("loaded above").encode(prompts, max_sequence_length)?)
     }
 }
 
@@ -1507,7 +1562,7 @@ impl LtxVideo {
                 dtype,
                 device: device.clone(),
                 source: path.to_path_buf(),
-                encoder: None,
+                encoder: std::sync::Mutex::new(None),
             },
             version: inspection.version,
             layout: inspection.layout,

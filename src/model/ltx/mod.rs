@@ -5,8 +5,10 @@
 //! `FlowMatchEulerDiscreteScheduler`); parameter names mirror diffusers'
 //! so that checkpoints load without a renaming table.
 
-pub mod load;
+pub mod generate;
+
 pub mod pipeline;
+pub mod load;
 pub mod scheduler;
 pub mod text;
 pub mod transformer;

@@ -1,0 +1,165 @@
+//! Infill, extend and animate through an LTX-Video model: the plan's known
+//! frames condition each window at their own positions. Run on the tiny
+//! random LTX fixtures laid out as a diffusers snapshot (a random model
+//! makes no sensible pictures: these tests check the plumbing: counts,
+//! sizes, known frames untouched, windows, seeds).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{clip, pattern};
+use serde_json::json;
+use weft::model::ltx::generate::LtxSettings;
+use weft::{Direction, Frame, GenerateOptions, Model, Plan};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ltx").join(name)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// The tiny fixtures as a diffusers snapshot (0.9.5-style scheduler: no dynamic shift).
+fn snapshot(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    let mi = json!({
+        "_class_name": "LTXConditionPipeline", "_diffusers_version": "0.42.1",
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "transformer": ["diffusers", "LTXVideoTransformer3DModel"],
+        "vae": ["diffusers", "AutoencoderKLLTXVideo"],
+        "text_encoder": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "T5TokenizerFast"],
+    });
+    std::fs::write(root.join("model_index.json"), mi.to_string()).unwrap();
+    copy_dir(&fixture("t5/text_encoder"), &root.join("text_encoder"));
+    copy_dir(&fixture("t5/tokenizer"), &root.join("tokenizer"));
+    let t = root.join("transformer");
+    std::fs::create_dir_all(&t).unwrap();
+    std::fs::copy(fixture("transformer_config.json"), t.join("config.json")).unwrap();
+    std::fs::copy(fixture("transformer.safetensors"), t.join("diffusion_pytorch_model.safetensors")).unwrap();
+    let v = root.join("vae");
+    std::fs::create_dir_all(&v).unwrap();
+    // The tiny VAE compresses 16x in space (its "temporal" block does not
+    // downsample in space) and 4x in time; its config says so explicitly, as
+    // the released configs do (32 and 8), since diffusers' default formula
+    // (patch * 2^scalings) would say 32.
+    let mut vcfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("vae_config.json")).unwrap()).unwrap();
+    vcfg["spatial_compression_ratio"] = json!(16);
+    vcfg["temporal_compression_ratio"] = json!(4);
+    std::fs::write(v.join("config.json"), vcfg.to_string()).unwrap();
+    std::fs::copy(fixture("vae.safetensors"), v.join("diffusion_pytorch_model.safetensors")).unwrap();
+    let s = root.join("scheduler");
+    std::fs::create_dir_all(&s).unwrap();
+    let sched = json!({"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0,
+                       "use_dynamic_shifting": false});
+    std::fs::write(s.join("scheduler_config.json"), sched.to_string()).unwrap();
+}
+
+fn model() -> (tempfile::TempDir, Model) {
+    let d = tempfile::tempdir().unwrap();
+    snapshot(d.path());
+    let m = Model::load(d.path()).unwrap();
+    assert!(m.ltx().is_some());
+    (d, m)
+}
+
+fn opts(seed: u64) -> GenerateOptions {
+    GenerateOptions {
+        seed,
+        ltx: LtxSettings { prompt: "a red fox".into(), steps: 2, gen_size: 32, window: 9, context: 5, ..Default::default() },
+        ..Default::default()
+    }
+}
+
+fn differs(a: &Frame, b: &Frame) -> bool {
+    a.data() != b.data()
+}
+
+#[test]
+fn infill_keeps_the_known_frames_and_generates_the_gap() {
+    let (_d, m) = model();
+    let before = clip(40, 24, 6, 0);
+    let after = clip(40, 24, 3, 9);
+    let out = weft::infill(&m, &before, &after, 3, &opts(1)).unwrap();
+    assert_eq!(out.len(), 3);
+    for f in &out {
+        assert_eq!((f.width(), f.height()), (40, 24));
+    }
+    // Same seed, same bytes; another seed, other frames.
+    assert_eq!(out, weft::infill(&m, &before, &after, 3, &opts(1)).unwrap());
+    assert!(differs(&out[0], &weft::infill(&m, &before, &after, 3, &opts(2)).unwrap()[0]));
+    // The whole timeline: known frames byte-identical.
+    let plan = Plan::infill(&before, 3, &after);
+    let all = weft::generate(&m, &plan, &opts(1)).unwrap();
+    assert_eq!(all.len(), 12);
+    assert_eq!(&all[..6], &before[..]);
+    assert_eq!(&all[9..], &after[..]);
+    assert_eq!(&all[6..9], &out[..]);
+    let mut methods = Vec::new();
+    let report = weft::run_plan::<weft::WeftError>(&m, &plan, &opts(1), |p, _| {
+        methods.push(p);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(methods, vec![6, 7, 8]);
+    assert_eq!(report.describe(), "ltx-video x3");
+}
+
+#[test]
+fn a_long_extension_runs_in_windows_forward_and_backward() {
+    let (_d, m) = model();
+    let c = clip(36, 20, 7, 0);
+    // 9-slot windows with a 5-frame lead: 4 new frames per window.
+    let fwd = weft::extend(&m, &c, 14, Direction::Forward, &opts(3)).unwrap();
+    assert_eq!(fwd.len(), 14);
+    assert!(fwd.iter().all(|f| (f.width(), f.height()) == (36, 20)));
+    assert_eq!(fwd, weft::extend(&m, &c, 14, Direction::Forward, &opts(3)).unwrap());
+    let back = weft::extend(&m, &c, 6, Direction::Backward, &opts(3)).unwrap();
+    assert_eq!(back.len(), 6);
+}
+
+#[test]
+fn animate_a_still_and_odd_and_wide_sizes() {
+    let (_d, m) = model();
+    let still = pattern(175, 143, 0);
+    let out = weft::animate(&m, &still, 6, &opts(0)).unwrap();
+    assert_eq!(out.len(), 6);
+    assert_eq!(out[0], still, "animate's first frame is the still");
+    assert!(out[1..].iter().all(|f| (f.width(), f.height()) == (175, 143)));
+    let wide = clip(200, 24, 2, 0);
+    let more = weft::extend(&m, &wide, 1, Direction::Forward, &opts(0)).unwrap();
+    assert_eq!((more[0].width(), more[0].height()), (200, 24));
+}
+
+#[test]
+fn bad_settings_and_a_missing_text_encoder_are_errors() {
+    let (_d, m) = model();
+    let c = clip(32, 32, 2, 0);
+    let mut o = opts(0);
+    o.ltx.guidance = 0.5;
+    let e = weft::extend(&m, &c, 2, Direction::Forward, &o).unwrap_err().to_string();
+    assert!(e.contains("guidance must be in [1, 50]"), "{e}");
+    let mut o = opts(0);
+    o.ltx.prompt = "fox ".repeat(200);
+    o.ltx.max_sequence_length = 16;
+    let e = weft::extend(&m, &c, 2, Direction::Forward, &o).unwrap_err().to_string();
+    assert!(e.contains("longer than 16 tokens"), "{e}");
+    // No text encoder in the snapshot: a clear error naming it.
+    let d = tempfile::tempdir().unwrap();
+    snapshot(d.path());
+    std::fs::remove_dir_all(d.path().join("text_encoder")).unwrap();
+    std::fs::remove_dir_all(d.path().join("tokenizer")).unwrap();
+    let mut mi: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("model_index.json")).unwrap()).unwrap();
+    mi.as_object_mut().unwrap().remove("text_encoder");
+    mi.as_object_mut().unwrap().remove("tokenizer");
+    std::fs::write(d.path().join("model_index.json"), mi.to_string()).unwrap();
+    let m2 = Model::load(d.path()).unwrap();
+    let e = weft::extend(&m2, &c, 2, Direction::Forward, &opts(0)).unwrap_err().to_string();
+    assert!(e.contains("text encoder"), "{e}");
+}
