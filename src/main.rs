@@ -218,6 +218,7 @@ mod video {
 
     use clap::{Args, Subcommand};
     use weft::pipeline::{self, FrameRange, InfillOptions, OutputOptions, Progress, Report, RetimeOptions, Select, Summary};
+    use weft::model::ltx::generate::LtxSettings;
     use weft::{Direction, GenerateOptions, Model};
 
     #[derive(Subcommand)]
@@ -339,13 +340,16 @@ mod video {
 
     #[derive(Args)]
     pub struct Common {
-        /// Model directory (config.json + model.safetensors); default: the
-        /// model embedded in weft.
-        #[arg(long, value_name = "DIR")]
+        /// Model: a weft model directory (config.json + model.safetensors), an
+        /// LTX-Video diffusers snapshot (a folder with model_index.json) or an
+        /// LTX-Video single-file checkpoint (.safetensors); default: the model
+        /// embedded in weft.
+        #[arg(long, value_name = "PATH")]
         model: Option<PathBuf>,
-        /// Sampler steps per frame window (models with a trained transformer).
-        #[arg(long, default_value_t = weft::tasks::DEFAULT_STEPS)]
-        steps: usize,
+        /// Sampler steps per frame window: weft transformers default to 4,
+        /// LTX-Video to 30 (ignored with --timesteps).
+        #[arg(long, value_name = "N")]
+        steps: Option<usize>,
         /// In-between estimator of a flow-interpolator model: auto (per gap,
         /// the one that best predicts the real frames around it), flow,
         /// motion (block matching) or blend (cross-fade).
@@ -360,21 +364,197 @@ mod video {
         /// No progress, no messages (errors still print).
         #[arg(short, long)]
         quiet: bool,
+        #[command(flatten)]
+        ltx: LtxArgs,
+    }
+
+    /// The options of a generative LTX-Video model (`--model` a snapshot or
+    /// single file); an error with any other model.
+    #[derive(Args)]
+    #[command(next_help_heading = "LTX-Video (generative models)")]
+    pub struct LtxArgs {
+        /// What the generated frames should show (default: no prompt).
+        #[arg(long, value_name = "TEXT")]
+        prompt: Option<String>,
+        /// What they should not show (with guidance only; default: none).
+        #[arg(long, value_name = "TEXT")]
+        negative_prompt: Option<String>,
+        /// Classifier-free guidance scale in [1, 50], 1 = off. Default 3.0, or
+        /// 1.0 for a distilled checkpoint, told by its file or folder name
+        /// holding "distilled" (the configs carry no such flag).
+        #[arg(long, value_name = "G", allow_negative_numbers = true)]
+        guidance: Option<f64>,
+        /// Short side of the size generated at, in pixels (32..=2048; the
+        /// frames are scaled to it and back). Default 512.
+        #[arg(long, value_name = "PX", allow_negative_numbers = true)]
+        gen_size: Option<usize>,
+        /// T5 text encoder: a folder with text_encoder/ and tokenizer/ (e.g. a
+        /// diffusers snapshot) or a T5 folder itself; needed by single-file
+        /// checkpoints, replaces a snapshot's own.
+        #[arg(long, value_name = "DIR")]
+        text_encoder: Option<PathBuf>,
+        /// Compute dtype of the transformer and text encoder (the VAE runs in
+        /// f32). Default f32 on the CPU, bf16 on CUDA.
+        #[arg(long, value_enum, value_name = "DTYPE")]
+        dtype: Option<LtxDtype>,
+        /// Explicit denoising timesteps in (0, 1000], comma-separated and
+        /// decreasing (a distilled checkpoint's list); replaces --steps.
+        #[arg(long, value_name = "LIST")]
+        timesteps: Option<String>,
+    }
+
+    #[derive(Clone, Copy, clap::ValueEnum)]
+    pub enum LtxDtype {
+        F32,
+        Bf16,
+    }
+
+    impl LtxArgs {
+        /// The LTX-only options given, by name.
+        fn given(&self) -> Vec<&'static str> {
+            let opts = [
+                ("--prompt", self.prompt.is_some()),
+                ("--negative-prompt", self.negative_prompt.is_some()),
+                ("--guidance", self.guidance.is_some()),
+                ("--gen-size", self.gen_size.is_some()),
+                ("--text-encoder", self.text_encoder.is_some()),
+                ("--dtype", self.dtype.is_some()),
+                ("--timesteps", self.timesteps.is_some()),
+            ];
+            opts.into_iter().filter(|o| o.1).map(|o| o.0).collect()
+        }
+
+        /// An error naming the first LTX-only option given, for a model that
+        /// is not LTX-Video (`which`: what it is).
+        fn refuse(&self, which: &str) -> anyhow::Result<()> {
+            let Some(opt) = self.given().into_iter().next() else { return Ok(()) };
+            let cannot = match opt {
+                "--prompt" | "--negative-prompt" => "cannot follow a prompt",
+                "--guidance" => "has no prompt to guide by",
+                "--gen-size" => "works at the clip's own size",
+                "--text-encoder" => "has no use for a text encoder",
+                "--dtype" => "computes in its own dtype",
+                _ => "samples no timesteps",
+            };
+            anyhow::bail!("{opt} needs a generative model (LTX-Video); {which} {cannot}")
+        }
+
+        /// The settings for the LTX-Video model at `path`, each option checked
+        /// on its own (the error names it), then together.
+        fn settings(&self, path: &std::path::Path, steps: Option<usize>) -> anyhow::Result<LtxSettings> {
+            let mut base = LtxSettings::default();
+            if is_distilled(path) {
+                base.guidance = 1.0;
+            }
+            let timesteps = self.timesteps.as_deref().map(parse_timesteps).transpose()?;
+            let mut s = base.clone();
+            let apply: [(&str, Setter); 6] = [
+                ("--prompt", &|s| s.prompt = self.prompt.clone().unwrap_or_default()),
+                ("--negative-prompt", &|s| s.negative_prompt = self.negative_prompt.clone()),
+                ("--guidance", &|s| s.guidance = self.guidance.unwrap_or(s.guidance)),
+                ("--gen-size", &|s| s.gen_size = self.gen_size.unwrap_or(s.gen_size)),
+                ("--steps", &|s| s.steps = steps.unwrap_or(s.steps)),
+                ("--timesteps", &|s| s.timesteps = timesteps.clone()),
+            ];
+            for (name, f) in apply {
+                let mut one = base.clone();
+                f(&mut one);
+                one.check().map_err(|e| anyhow::anyhow!("{name}: {}", bad_options(e)))?;
+                f(&mut s);
+            }
+            s.check().map_err(|e| anyhow::anyhow!("{}", bad_options(e)))?;
+            Ok(s)
+        }
+
+        fn dtype(&self, device: &candle_core::Device) -> candle_core::DType {
+            match self.dtype {
+                Some(LtxDtype::F32) => candle_core::DType::F32,
+                Some(LtxDtype::Bf16) => candle_core::DType::BF16,
+                None if device.is_cpu() => candle_core::DType::F32,
+                None => candle_core::DType::BF16,
+            }
+        }
+    }
+
+    /// Sets one option on the settings.
+    type Setter<'a> = &'a dyn Fn(&mut LtxSettings);
+
+    /// The message of a [`weft::WeftError::BadOptions`], without its prefix.
+    fn bad_options(e: weft::WeftError) -> String {
+        match e {
+            weft::WeftError::BadOptions(m) => m,
+            e => e.to_string(),
+        }
+    }
+
+    /// A distilled LTX-Video checkpoint, as Lightricks names them
+    /// (`ltxv-13b-0.9.7-distilled.safetensors`, `LTX-Video-0.9.7-distilled/`).
+    fn is_distilled(path: &std::path::Path) -> bool {
+        let name = std::fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_lowercase()));
+        name.or_else(|| path.file_name().map(|n| n.to_string_lossy().to_lowercase())).is_some_and(|n| n.contains("distilled"))
+    }
+
+    /// `--timesteps 1000,993,987,...`: numbers in (0, 1000], decreasing.
+    pub fn parse_timesteps(list: &str) -> anyhow::Result<Vec<f64>> {
+        let t: Vec<f64> = list
+            .split(',')
+            .map(|v| {
+                let v = v.trim();
+                v.parse::<f64>().map_err(|_| anyhow::anyhow!("--timesteps: {v:?} is not a number (give a comma-separated list)"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(bad) = t.iter().find(|v| !(v.is_finite() && **v > 0.0 && **v <= 1000.0)) {
+            anyhow::bail!("--timesteps: {bad} is outside (0, 1000]");
+        }
+        if t.windows(2).any(|w| w[1] >= w[0]) {
+            anyhow::bail!("--timesteps must decrease (the first is the noisiest), got {list}");
+        }
+        Ok(t)
     }
 
     impl Common {
         fn load(&self) -> anyhow::Result<(Model, GenerateOptions, Progress)> {
+            use weft::model::ltx::load::{TextStatus, is_ltx_path};
             let device = weft::model::parse_device(&self.device)?;
-            let model = match &self.model {
-                Some(dir) => Model::load_on(dir, &device)?,
-                None => Model::embedded()?,
-            };
             let estimator = weft::tasks::EstimateRule::parse(&self.estimator).expect("clap checked the value");
-            let opts =
-                GenerateOptions { steps: self.steps, seed: self.seed, device: Some(device), estimator, ..Default::default() };
-            if opts.steps == 0 || opts.steps > 1000 {
-                anyhow::bail!("--steps must be in 1..=1000, got {}", opts.steps);
-            }
+            let mut opts = GenerateOptions { seed: self.seed, device: Some(device.clone()), estimator, ..Default::default() };
+            let model = match self.model.as_deref() {
+                Some(path) if is_ltx_path(path) => {
+                    opts.ltx = self.ltx.settings(path, self.steps)?;
+                    if let Some(te) = &self.ltx.text_encoder
+                        && !te.is_dir()
+                    {
+                        anyhow::bail!("--text-encoder {}: no such folder", te.display());
+                    }
+                    let model = Model::load_ltx(path, self.ltx.text_encoder.as_deref(), self.ltx.dtype(&device), &device)?;
+                    let ltx = model.ltx().expect("loaded as LTX-Video");
+                    if let TextStatus::Missing(why) = ltx.text.status() {
+                        match self.ltx.prompt {
+                            Some(_) => anyhow::bail!("--prompt needs a T5 text encoder and {} has none: {why}", path.display()),
+                            None => anyhow::bail!(
+                                "{} has no T5 text encoder, and LTX-Video needs one even without --prompt: {why}",
+                                path.display()
+                            ),
+                        }
+                    }
+                    model
+                }
+                path => {
+                    let which = match path {
+                        Some(p) => format!("the weft model in {}", p.display()),
+                        None => "the embedded interpolator".into(),
+                    };
+                    self.ltx.refuse(&which)?;
+                    opts.steps = self.steps.unwrap_or(weft::tasks::DEFAULT_STEPS);
+                    if opts.steps == 0 || opts.steps > 1000 {
+                        anyhow::bail!("--steps must be in 1..=1000, got {}", opts.steps);
+                    }
+                    match path {
+                        Some(dir) => Model::load_on(dir, &device)?,
+                        None => Model::embedded()?,
+                    }
+                }
+            };
             Ok((model, opts, Progress::new(report(self.quiet), "weft")))
         }
     }

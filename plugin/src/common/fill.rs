@@ -159,7 +159,8 @@ impl FillJob {
             plan = plan.generate(p);
         }
         let streaming = nearest_before.is_some();
-        let mut opts = self.opts.clone();
+        // The stream's frame rate reaches a generative model's time coordinates.
+        let mut opts = self.opts.clone().at_rate(1e9 / self.dur.nseconds().max(1) as f64);
         // Different noise for every fill, reproducible for the same stream.
         opts.seed = opts.seed.wrapping_add(self.start.nseconds() / self.dur.nseconds().max(1));
         let buffer = |pos: i64, frame: weft::Frame| -> Result<(usize, gst::Buffer), Stop> {

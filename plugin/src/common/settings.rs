@@ -5,26 +5,124 @@ use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
+use weft::model::ltx::generate::LtxSettings;
 
 use super::*;
 
-pub const DEFAULT_STEPS: u32 = weft::tasks::DEFAULT_STEPS as u32;
+/// `steps` left at 0: the model's own default ([`weft::tasks::DEFAULT_STEPS`]
+/// for weft models, [`LTX_DEFAULT_STEPS`] for LTX-Video).
+pub const DEFAULT_STEPS: u32 = 0;
+pub const LTX_DEFAULT_STEPS: usize = 30;
 pub const DEFAULT_SEED: u64 = 0;
 pub const DEFAULT_DEVICE: &str = "cpu";
+/// `guidance` left at 0: 3.0, or 1.0 (off) for a checkpoint whose file or
+/// folder name says `distilled`.
+pub const DEFAULT_GUIDANCE: f64 = 0.0;
+pub const DEFAULT_GEN_SIZE: u32 = 512;
 
-/// The properties every element has: which model, where, how many steps.
+/// The properties every element has: which model, where, how many steps,
+/// and how a generative LTX-Video model runs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelSettings {
     pub model_path: String,
     pub steps: u32,
     pub seed: u64,
     pub device: String,
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub guidance: f64,
+    pub gen_size: u32,
+    pub text_encoder: String,
 }
 
 impl Default for ModelSettings {
     fn default() -> Self {
-        Self { model_path: String::new(), steps: DEFAULT_STEPS, seed: DEFAULT_SEED, device: DEFAULT_DEVICE.into() }
+        Self {
+            model_path: String::new(),
+            steps: DEFAULT_STEPS,
+            seed: DEFAULT_SEED,
+            device: DEFAULT_DEVICE.into(),
+            prompt: String::new(),
+            negative_prompt: String::new(),
+            guidance: DEFAULT_GUIDANCE,
+            gen_size: DEFAULT_GEN_SIZE,
+            text_encoder: String::new(),
+        }
     }
+}
+
+impl ModelSettings {
+    /// `model-path` names an LTX-Video snapshot directory or single file.
+    pub fn is_ltx(&self) -> bool {
+        !self.model_path.is_empty() && weft::model::ltx::load::is_ltx_path(std::path::Path::new(&self.model_path))
+    }
+
+    /// The LTX-Video properties set away from their defaults, by name.
+    fn ltx_given(&self) -> Vec<&'static str> {
+        let d = Self::default();
+        [
+            ("prompt", self.prompt != d.prompt),
+            ("negative-prompt", self.negative_prompt != d.negative_prompt),
+            ("guidance", self.guidance != d.guidance),
+            ("gen-size", self.gen_size != d.gen_size),
+            ("text-encoder", self.text_encoder != d.text_encoder),
+        ]
+        .into_iter()
+        .filter(|p| p.1)
+        .map(|p| p.0)
+        .collect()
+    }
+
+    /// The LTX-Video settings of these properties, each property checked on
+    /// its own (the error names it), then together. `guidance` 0 and
+    /// `steps` 0 take the checkpoint's defaults.
+    pub fn ltx_settings(&self) -> Result<LtxSettings, String> {
+        let mut base = LtxSettings { steps: LTX_DEFAULT_STEPS, ..Default::default() };
+        if is_distilled(std::path::Path::new(&self.model_path)) {
+            base.guidance = 1.0;
+        }
+        let mut s = base.clone();
+        let apply: [(&str, Setter); 5] = [
+            ("prompt", &|s| s.prompt = self.prompt.clone()),
+            ("negative-prompt", &|s| {
+                s.negative_prompt = Some(self.negative_prompt.clone()).filter(|n| !n.is_empty())
+            }),
+            ("guidance", &|s| {
+                if self.guidance != DEFAULT_GUIDANCE {
+                    s.guidance = self.guidance
+                }
+            }),
+            ("gen-size", &|s| s.gen_size = self.gen_size as usize),
+            ("steps", &|s| {
+                if self.steps != DEFAULT_STEPS {
+                    s.steps = self.steps as usize
+                }
+            }),
+        ];
+        let msg = |e: weft::WeftError| match e {
+            weft::WeftError::BadOptions(m) => m,
+            e => e.to_string(),
+        };
+        for (name, f) in apply {
+            let mut one = base.clone();
+            f(&mut one);
+            one.check().map_err(|e| format!("Bad {name} property: {}", msg(e)))?;
+            f(&mut s);
+        }
+        s.check().map_err(|e| format!("Bad LTX-Video properties: {}", msg(e)))?;
+        Ok(s)
+    }
+}
+
+/// Sets one property on the settings.
+type Setter<'a> = &'a dyn Fn(&mut LtxSettings);
+
+/// A distilled LTX-Video checkpoint, as Lightricks names them
+/// (`ltxv-13b-0.9.7-distilled.safetensors`, `LTX-Video-0.9.7-distilled/`):
+/// weft's configs carry no such flag.
+fn is_distilled(path: &std::path::Path) -> bool {
+    let name = std::fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_lowercase()));
+    name.or_else(|| path.file_name().map(|n| n.to_string_lossy().to_lowercase())).is_some_and(|n| n.contains("distilled"))
 }
 
 pub fn model_properties() -> Vec<glib::ParamSpec> {
@@ -32,16 +130,21 @@ pub fn model_properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecString::builder("model-path")
             .nick("Model path")
             .blurb(
-                "Directory holding config.json and model.safetensors of a weft model; \
-                 empty uses the model embedded in the library",
+                "A weft model directory (config.json + model.safetensors), an LTX-Video diffusers snapshot \
+                 (a directory with model_index.json; its text encoder is used) or an LTX-Video single-file \
+                 checkpoint (.safetensors, with text-encoder), loaded in f32; empty uses the model embedded \
+                 in the library",
             )
             .default_value(Some(""))
             .mutable_ready()
             .build(),
         glib::ParamSpecUInt::builder("steps")
             .nick("Steps")
-            .blurb("Sampler steps per generated window (more is slower and finer)")
-            .minimum(1)
+            .blurb(
+                "Sampler steps per generated window (more is slower and finer); 0: the model's default \
+                 (4 for weft models, 30 for LTX-Video)",
+            )
+            .minimum(0)
             .maximum(1000)
             .default_value(DEFAULT_STEPS)
             .mutable_playing()
@@ -58,13 +161,60 @@ pub fn model_properties() -> Vec<glib::ParamSpec> {
             .default_value(Some(DEFAULT_DEVICE))
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("prompt")
+            .nick("Prompt")
+            .blurb(
+                "LTX-Video only: what the generated frames should show (empty: no prompt; encoded by the \
+                 model's T5 text encoder). An error with any other model",
+            )
+            .default_value(Some(""))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("negative-prompt")
+            .nick("Negative prompt")
+            .blurb("LTX-Video only: what the generated frames should not show (with guidance > 1; empty: none)")
+            .default_value(Some(""))
+            .mutable_ready()
+            .build(),
+        // Ranges are checked when the element starts (an ERROR message
+        // naming the property), not by GLib, which would only warn.
+        glib::ParamSpecDouble::builder("guidance")
+            .nick("Guidance")
+            .blurb(
+                "LTX-Video only: classifier-free guidance scale in [1, 50], 1 = off (twice the work when on); \
+                 0: the checkpoint's default, 3.0, or 1.0 for a distilled checkpoint (told by \"distilled\" in \
+                 its file or directory name)",
+            )
+            .default_value(DEFAULT_GUIDANCE)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("gen-size")
+            .nick("Generation size")
+            .blurb(
+                "LTX-Video only: short side, in pixels (32..=2048), of the size frames are generated at \
+                 (scaled to it and back to the stream's size)",
+            )
+            .default_value(DEFAULT_GEN_SIZE)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("text-encoder")
+            .nick("Text encoder")
+            .blurb(
+                "LTX-Video only: the T5 text encoder, a directory holding text_encoder/ and tokenizer/ (e.g. \
+                 an LTX-Video diffusers snapshot) or a T5 directory itself; needed by a single-file \
+                 checkpoint, replaces a snapshot's own; empty: the snapshot's",
+            )
+            .default_value(Some(""))
+            .mutable_ready()
+            .build(),
     ]
 }
 
 /// Sets one of the [`model_properties`]; false when `name` is not one.
 pub fn set_model_property(s: &mut ModelSettings, name: &str, value: &glib::Value) -> bool {
+    let string = |v: &glib::Value| v.get::<Option<String>>().expect("type checked").unwrap_or_default();
     match name {
-        "model-path" => s.model_path = value.get::<Option<String>>().expect("type checked").unwrap_or_default(),
+        "model-path" => s.model_path = string(value),
         "steps" => s.steps = value.get().expect("type checked"),
         "seed" => s.seed = value.get().expect("type checked"),
         "device" => {
@@ -74,6 +224,11 @@ pub fn set_model_property(s: &mut ModelSettings, name: &str, value: &glib::Value
                 .filter(|d| !d.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_DEVICE.into())
         }
+        "prompt" => s.prompt = string(value),
+        "negative-prompt" => s.negative_prompt = string(value),
+        "guidance" => s.guidance = value.get().expect("type checked"),
+        "gen-size" => s.gen_size = value.get().expect("type checked"),
+        "text-encoder" => s.text_encoder = string(value),
         _ => return false,
     }
     true
@@ -85,6 +240,11 @@ pub fn model_property(s: &ModelSettings, name: &str) -> Option<glib::Value> {
         "steps" => s.steps.to_value(),
         "seed" => s.seed.to_value(),
         "device" => s.device.to_value(),
+        "prompt" => s.prompt.to_value(),
+        "negative-prompt" => s.negative_prompt.to_value(),
+        "guidance" => s.guidance.to_value(),
+        "gen-size" => s.gen_size.to_value(),
+        "text-encoder" => s.text_encoder.to_value(),
         _ => return None,
     })
 }
@@ -127,10 +287,13 @@ pub fn duration_to_value(duration: Option<gst::ClockTime>) -> glib::Value {
 }
 
 /// The model of an element: checked when the element starts (device, model
-/// directory, or the embedded model), its weights loaded on first use, on the
-/// src task, so a stream that never needs a frame generated never pays for it.
+/// directory or LTX-Video checkpoint, or the embedded model), its weights
+/// loaded on first use, on the src task, so a stream that never needs a frame
+/// generated never pays for it.
 pub struct LazyModel {
     path: String,
+    /// LTX-Video: the text encoder folder (`None`: the snapshot's own).
+    ltx: Option<Option<std::path::PathBuf>>,
     device: candle_core::Device,
     model: std::sync::OnceLock<Result<Arc<weft::Model>, String>>,
 }
@@ -141,14 +304,18 @@ impl LazyModel {
         self.model
             .get_or_init(|| {
                 let t0 = Instant::now();
-                let m = weft::Model::load_on(&self.path, &self.device)
-                    .map_err(|e| format!("could not load the weft model from model-path {}: {e}", self.path))?;
+                let m = match &self.ltx {
+                    Some(te) => weft::Model::load_ltx(&self.path, te.as_deref(), candle_core::DType::F32, &self.device)
+                        .map_err(|e| format!("could not load the LTX-Video model from model-path {}: {e}", self.path))?,
+                    None => weft::Model::load_on(&self.path, &self.device)
+                        .map_err(|e| format!("could not load the weft model from model-path {}: {e}", self.path))?,
+                };
                 gst::info!(
                     CAT,
                     obj = element,
-                    "loaded model {} ({} parameters) in {:.3} s",
+                    "loaded model {} ({}) in {:.3} s",
                     self.path,
-                    m.num_parameters(),
+                    m.describe(),
                     t0.elapsed().as_secs_f64()
                 );
                 Ok(Arc::new(m))
@@ -159,20 +326,46 @@ impl LazyModel {
 
 /// An element's model and the settings it was made for.
 pub struct Engine {
-    pub key: (String, String),
+    pub key: (String, String, String),
     pub model: Arc<LazyModel>,
 }
 
 /// Checks the model settings when an element starts (READY to PAUSED), reusing
 /// `cached` when they did not change. On failure posts an ERROR message naming
 /// the problem: an unknown device, no embedded model, a model-path that is not
-/// a model directory.
+/// a model directory or LTX-Video checkpoint, an LTX-Video property with
+/// another model or out of its range, a missing text encoder.
 pub fn load_engine(
     element: &gst::Element,
     s: &ModelSettings,
     cached: Option<&Engine>,
 ) -> Result<Engine, gst::StateChangeError> {
-    let key = (s.model_path.clone(), s.device.clone());
+    let ltx = s.is_ltx();
+    if !ltx && let Some(name) = s.ltx_given().first() {
+        let which = if s.model_path.is_empty() {
+            "the embedded interpolator".to_string()
+        } else {
+            format!("the weft model at {}", s.model_path)
+        };
+        let cannot = match *name {
+            "prompt" | "negative-prompt" => "cannot follow a prompt",
+            "guidance" => "has no prompt to guide by",
+            "gen-size" => "works at the stream's own size",
+            _ => "has no use for a text encoder",
+        };
+        gst::element_error!(
+            element,
+            gst::LibraryError::Settings,
+            ("The {} property needs a generative model (LTX-Video); {} {}", name, which, cannot),
+            ["set model-path to an LTX-Video snapshot or checkpoint, or leave {} unset", name]
+        );
+        return Err(gst::StateChangeError);
+    }
+    if ltx && let Err(e) = s.ltx_settings() {
+        gst::element_error!(element, gst::LibraryError::Settings, ("{}", e));
+        return Err(gst::StateChangeError);
+    }
+    let key = (s.model_path.clone(), s.device.clone(), s.text_encoder.clone());
     if let Some(e) = cached.filter(|e| e.key == key) {
         return Ok(Engine { key, model: e.model.clone() });
     }
@@ -183,7 +376,13 @@ pub fn load_engine(
             return Err(gst::StateChangeError);
         }
     };
-    let lazy = LazyModel { path: s.model_path.clone(), device: device.clone(), model: std::sync::OnceLock::new() };
+    let text_encoder = (!s.text_encoder.is_empty()).then(|| std::path::PathBuf::from(&s.text_encoder));
+    let mut lazy = LazyModel {
+        path: s.model_path.clone(),
+        ltx: None,
+        device: device.clone(),
+        model: std::sync::OnceLock::new(),
+    };
     if s.model_path.is_empty() {
         let embedded = weft::Model::embedded()
             .and_then(|m| if device.same_device(m.device()) { Ok(m) } else { m.to_device(&device) });
@@ -201,6 +400,31 @@ pub fn load_engine(
                 return Err(gst::StateChangeError);
             }
         }
+    } else if ltx {
+        // Configs and headers only (fast on any size): the weights load on first use.
+        let path = std::path::Path::new(&s.model_path);
+        let problem = match &text_encoder {
+            Some(te) if !te.is_dir() => Some(format!("text-encoder {}: no such directory", te.display())),
+            _ => match weft::model::ltx::load::inspect(path, text_encoder.as_deref()) {
+                Err(e) => Some(e.to_string()),
+                Ok(i) => match i.text {
+                    weft::model::ltx::load::TextStatus::Missing(why) => Some(format!(
+                        "no T5 text encoder, which LTX-Video needs even with an empty prompt: {}",
+                        why.replace("--text-encoder DIR", "the text-encoder property")
+                    )),
+                    _ => None,
+                },
+            },
+        };
+        if let Some(problem) = problem {
+            gst::element_error!(
+                element,
+                gst::ResourceError::NotFound,
+                ("Could not load the LTX-Video model from model-path {}: {}", s.model_path, problem)
+            );
+            return Err(gst::StateChangeError);
+        }
+        lazy.ltx = Some(text_encoder);
     } else {
         let dir = std::path::Path::new(&s.model_path);
         let problem = if !dir.is_dir() {
@@ -223,14 +447,18 @@ pub fn load_engine(
     Ok(Engine { key, model: Arc::new(lazy) })
 }
 
+/// The generation options of the settings (checked by [`load_engine`] when
+/// the element started; a value changed while playing and out of range
+/// falls back to the defaults).
 pub fn generate_options(s: &ModelSettings) -> weft::GenerateOptions {
+    let steps = if s.steps == DEFAULT_STEPS { weft::tasks::DEFAULT_STEPS } else { s.steps as usize };
     weft::GenerateOptions {
-        steps: s.steps as usize,
+        steps,
         seed: s.seed,
         device: None,
         window: None,
         context: CONTEXT,
+        ltx: if s.is_ltx() { s.ltx_settings().unwrap_or_default() } else { Default::default() },
         ..Default::default()
     }
 }
-
