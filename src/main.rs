@@ -512,6 +512,30 @@ mod video {
         Ok(t)
     }
 
+    /// Prints LTX-Video progress (window, denoising step, ETA) at most every
+    /// two seconds, and at the end of each window.
+    fn step_printer() -> weft::tasks::Observer {
+        let last = std::sync::Mutex::new(None::<std::time::Instant>);
+        weft::tasks::Observer(std::sync::Arc::new(move |e: &weft::tasks::StepEvent| {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if e.step < e.steps && last.is_some_and(|t| t.elapsed().as_secs_f64() < 2.0) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+            let eta = e.eta.round() as u64;
+            eprintln!(
+                "weft: LTX-Video window {}/{}, step {}/{}, {:.0} s so far, ETA {}m{:02}s",
+                e.window,
+                e.windows,
+                e.step,
+                e.steps,
+                e.elapsed,
+                eta / 60,
+                eta % 60
+            );
+        }))
+    }
+
     impl Common {
         fn load(&self) -> anyhow::Result<(Model, GenerateOptions, Progress)> {
             use weft::model::ltx::load::{TextStatus, is_ltx_path};
@@ -536,6 +560,9 @@ mod video {
                                 path.display()
                             ),
                         }
+                    }
+                    if !self.quiet {
+                        opts.observer = Some(step_printer());
                     }
                     model
                 }

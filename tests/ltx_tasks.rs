@@ -163,3 +163,24 @@ fn bad_settings_and_a_missing_text_encoder_are_errors() {
     let e = weft::extend(&m2, &c, 2, Direction::Forward, &opts(0)).unwrap_err().to_string();
     assert!(e.contains("text encoder"), "{e}");
 }
+
+#[test]
+fn an_observer_hears_every_denoising_step_of_every_window() {
+    let (_d, m) = model();
+    let c = clip(36, 20, 7, 0);
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let mut o = opts(3);
+    o.observer = Some(weft::tasks::Observer(std::sync::Arc::new(move |e: &weft::tasks::StepEvent| {
+        sink.lock().unwrap().push(e.clone());
+    })));
+    let with = weft::extend(&m, &c, 14, Direction::Forward, &o).unwrap();
+    // Progress does not change the frames.
+    assert_eq!(with, weft::extend(&m, &c, 14, Direction::Forward, &opts(3)).unwrap());
+    let ev = events.lock().unwrap();
+    // 9-slot windows with a 5-frame lead make 4 frames each: 14 frames, 4 windows of 2 steps.
+    assert_eq!(ev.len(), 4 * 2, "{ev:?}");
+    assert!(ev.iter().all(|e| e.windows == 4 && e.steps == 2));
+    assert_eq!(ev.iter().map(|e| (e.window, e.step)).collect::<Vec<_>>(), vec![(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (4, 2)]);
+    assert_eq!(ev.last().unwrap().eta, 0.0);
+}

@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{Method, RunReport, Slot, chunk_seed};
+use super::{Method, Observer, RunReport, Slot, StepEvent, chunk_seed};
 use crate::error::WeftError;
 use crate::frame::Frame;
 use crate::model::ltx::LtxVideo;
@@ -46,6 +46,7 @@ pub(crate) fn run<E: From<WeftError>>(
     size: (usize, usize),
     s: &LtxSettings,
     seed: u64,
+    observer: Option<&Observer>,
     mut sink: impl FnMut(i64, Frame) -> std::result::Result<(), E>,
 ) -> std::result::Result<RunReport, E> {
     s.check()?;
@@ -70,6 +71,20 @@ pub(crate) fn run<E: From<WeftError>>(
     }
     let prompts = encode_prompts(ltx, s)?;
     let mut report = RunReport::default();
+    // For progress: windows the job will run (each makes about
+    // `window - context` frames; a run of slots takes at least one).
+    let per_window = (window - context).max(1);
+    let mut windows = 0;
+    let mut j = 0;
+    while j < entries.len() {
+        let a = j;
+        while j < entries.len() && matches!(entries[j].1, Slot::Generate) {
+            j += 1;
+        }
+        windows += (j - a).div_ceil(per_window);
+        j += (j == a) as usize;
+    }
+    let mut tracker = Tracker { observer, windows, window: 0, started: std::time::Instant::now(), steps_done: 0 };
 
     let mut i = 0;
     while i < entries.len() {
@@ -90,10 +105,33 @@ pub(crate) fn run<E: From<WeftError>>(
             .collect();
         let mut todo: Vec<i64> = entries[start..i].iter().map(|(p, _)| sign * p).collect();
         todo.sort_unstable();
-        let n = run_forward(ltx, &prompts, &known, &todo, window, context, s, seed, tc, &mut |p, f| sink(sign * p, f))?;
+        let n = run_forward(ltx, &prompts, &known, &todo, window, context, s, seed, tc, &mut tracker, &mut |p, f| {
+            sink(sign * p, f)
+        })?;
         *report.methods.entry(Method::LtxVideo).or_default() += n;
     }
     Ok(report)
+}
+
+/// Turns the pipeline's per-step calls into [`StepEvent`]s.
+struct Tracker<'o> {
+    observer: Option<&'o Observer>,
+    windows: usize,
+    window: usize,
+    started: std::time::Instant,
+    steps_done: usize,
+}
+
+impl Tracker<'_> {
+    fn step(&mut self, step: usize, steps: usize) {
+        self.steps_done += 1;
+        let Some(o) = self.observer else { return };
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let windows = self.windows.max(self.window);
+        let left = (windows - self.window) * steps + (steps - step);
+        let eta = elapsed / self.steps_done as f64 * left as f64;
+        (o.0)(&StepEvent { window: self.window, windows, step, steps, elapsed, eta });
+    }
 }
 
 /// Generates `todo` (ascending positions) with fixed frames before them.
@@ -108,6 +146,7 @@ fn run_forward<E: From<WeftError>>(
     s: &LtxSettings,
     seed: u64,
     tc: usize,
+    tracker: &mut Tracker<'_>,
     sink: &mut impl FnMut(i64, Frame) -> std::result::Result<(), E>,
 ) -> std::result::Result<usize, E> {
     // The most recent generated frames (position order), for the next window's lead.
@@ -168,7 +207,8 @@ fn run_forward<E: From<WeftError>>(
         }
         w.known.extend(after.iter().map(|(p, f)| ((p - origin) as usize, *f)));
         w.known.sort_by_key(|k| k.0);
-        let made = generate_window(ltx, prompts, &w, s)?;
+        tracker.window += 1;
+        let made = generate_window(ltx, prompts, &w, s, &mut |a, b| tracker.step(a, b))?;
         let mut by_pos: BTreeMap<i64, Frame> = made.into_iter().map(|(i, f)| (origin + i as i64, f)).collect();
         for q in &slots {
             let f = by_pos.remove(q).expect("a generated slot");

@@ -31,6 +31,7 @@ use candle_core::Device;
 pub use plan::{Direction, Plan, Slot};
 pub use prior::{EstimateRule, Method};
 
+
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
 use crate::model::Model;
@@ -71,6 +72,33 @@ pub struct GenerateOptions {
     /// How a generative LTX-Video model runs (prompt, guidance, generation
     /// size, ...); other models ignore it.
     pub ltx: crate::model::ltx::generate::LtxSettings,
+    /// Told of progress inside long generations (LTX-Video windows and
+    /// denoising steps); `None`: silent.
+    pub observer: Option<Observer>,
+}
+
+/// Progress inside a generation: one model window's denoising steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepEvent {
+    /// Window being run (1-based) and an estimate of how many the job runs.
+    pub window: usize,
+    pub windows: usize,
+    /// Denoising steps done in this window, of `steps`.
+    pub step: usize,
+    pub steps: usize,
+    /// Seconds since the first window started, and the estimated seconds left.
+    pub elapsed: f64,
+    pub eta: f64,
+}
+
+/// A callback for [`StepEvent`]s (shared, callable from any thread).
+#[derive(Clone)]
+pub struct Observer(pub std::sync::Arc<dyn Fn(&StepEvent) + Send + Sync>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
 }
 
 impl Default for GenerateOptions {
@@ -84,6 +112,7 @@ impl Default for GenerateOptions {
             strength: 1.0,
             estimator: EstimateRule::default(),
             ltx: Default::default(),
+            observer: None,
         }
     }
 }
@@ -314,7 +343,7 @@ pub fn run_plan<E: From<WeftError>>(
     let mut plan = plan.clone();
     if let Some(ltx_model) = model.ltx() {
         let Some(size) = plan.normalise()? else { return Ok(RunReport::default()) };
-        return ltx::run(ltx_model, plan.entries(), size, &opts.ltx, opts.seed, sink);
+        return ltx::run(ltx_model, plan.entries(), size, &opts.ltx, opts.seed, opts.observer.as_ref(), sink);
     }
     let window = opts.check(model)?;
     let mut report = RunReport::default();

@@ -459,6 +459,21 @@ pub fn generate_options(s: &ModelSettings) -> weft::GenerateOptions {
         window: None,
         context: CONTEXT,
         ltx: if s.is_ltx() { s.ltx_settings().unwrap_or_default() } else { Default::default() },
+        // Window and denoising-step progress in the debug log.
+        observer: s.is_ltx().then(|| {
+            weft::tasks::Observer(std::sync::Arc::new(|e: &weft::tasks::StepEvent| {
+                gst::info!(
+                    CAT,
+                    "LTX-Video window {}/{}, step {}/{}, {:.1} s so far, ETA {:.0} s",
+                    e.window,
+                    e.windows,
+                    e.step,
+                    e.steps,
+                    e.elapsed,
+                    e.eta
+                );
+            }))
+        }),
         ..Default::default()
     }
 }

@@ -261,7 +261,14 @@ fn colour_map(decoded: &[Tensor], real: &[Tensor]) -> Result<[(f64, f64); 3]> {
 }
 
 /// Generates the unknown slots of `w`: `(slot index, frame)` in index order.
-pub fn generate_window(ltx: &LtxVideo, prompts: &PromptBatch, w: &Window<'_>, s: &LtxSettings) -> Result<Vec<(usize, Frame)>> {
+/// `on_step(done, total)` is called after every denoising step.
+pub fn generate_window(
+    ltx: &LtxVideo,
+    prompts: &PromptBatch,
+    w: &Window<'_>,
+    s: &LtxSettings,
+    on_step: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<(usize, Frame)>> {
     s.check()?;
     let Some(&(_, first)) = w.known.first() else {
         return Err(WeftError::BadPlan("an LTX-Video window needs at least one known frame".into()));
@@ -312,7 +319,9 @@ pub fn generate_window(ltx: &LtxVideo, prompts: &PromptBatch, w: &Window<'_>, s:
         ..ConditionOptions::default()
     };
     let pipe = LtxPipeline::new(&ltx.transformer, &ltx.vae, &ltx.scheduler);
-    let out = pipe.condition(prompts, &conditions, &opts, &copts, &mut Noise::seeded(w.seed)).map_err(model_err)?;
+    let out = pipe
+        .condition_observed(prompts, &conditions, &opts, &copts, &mut Noise::seeded(w.seed), on_step)
+        .map_err(model_err)?;
     let video = out.video.expect("decoded").squeeze(0)?; // [3, F, H, W]
     let at = |i: usize| -> Result<Tensor> { from_model(&video.narrow(1, i, 1)?.squeeze(1)?, &g) };
 

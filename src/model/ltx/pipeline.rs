@@ -845,6 +845,20 @@ impl<'a> LtxPipeline<'a> {
         copts: &ConditionOptions,
         noise: &mut Noise,
     ) -> Result<PipelineOutput> {
+        self.condition_observed(prompts, conditions, opts, copts, noise, &mut |_, _| {})
+    }
+
+    /// [`Self::condition`], calling `on_step(done, total)` after every
+    /// denoising step (progress; it cannot change the result).
+    pub fn condition_observed(
+        &self,
+        prompts: &PromptBatch,
+        conditions: &[Condition],
+        opts: &VideoOptions,
+        copts: &ConditionOptions,
+        noise: &mut Noise,
+        on_step: &mut dyn FnMut(usize, usize),
+    ) -> Result<PipelineOutput> {
         let grid = self.check_options(opts)?;
         if !(0.0..=1.0).contains(&copts.denoise_strength) {
             bail!(
@@ -1040,7 +1054,7 @@ impl<'a> LtxPipeline<'a> {
         };
 
         let rope = Rope::Coords(&coords);
-        for &t in &timesteps {
+        for (si, &t) in timesteps.iter().enumerate() {
             if let (Some(init), Some(hard)) = (&init_latents, &hard)
                 && copts.image_cond_noise_scale > 0.0
             {
@@ -1058,6 +1072,7 @@ impl<'a> LtxPipeline<'a> {
             };
             let pred = self.predict(&latents, &text, &ts, &rope, opts)?;
             latents = condition_step(&mut sched, &pred, t, &latents, mask.as_ref())?;
+            on_step(si + 1, timesteps.len());
         }
         let s = latents.dim(1)?;
         let latents = self.unpack(&latents.narrow(1, n_extra, s - n_extra)?, grid)?;
