@@ -189,6 +189,17 @@ impl Config {
         if self.window == 0 {
             return bad("window must be positive".into());
         }
+        // Far above any useful model: a damaged config is an error, not a
+        // loop over billions of blocks or a width whose products overflow.
+        if self.hidden_size > 16384 || self.depth > 1024 || self.mlp_ratio > 64 || self.time_freq_dim > 65536 {
+            return bad(format!(
+                "implausible sizes (hidden_size {}, depth {}, mlp_ratio {}, time_freq_dim {}): at most 16384, 1024, 64, 65536",
+                self.hidden_size, self.depth, self.mlp_ratio, self.time_freq_dim
+            ));
+        }
+        if self.window > 4096 || self.frames > 4096 {
+            return bad(format!("window {} and frames {} must be at most 4096", self.window, self.frames));
+        }
         if self.frames < 2 {
             return bad(format!("frames {} must be at least 2", self.frames));
         }

@@ -147,6 +147,40 @@ impl Transformer {
         Ok(Self { cfg: cfg.clone(), varmap, device: device.clone(), net, infer })
     }
 
+    /// Every variable of the network `cfg` describes, with its shape, sorted
+    /// by name, without allocating the weights: loaders check a file against
+    /// it before building (a damaged config asks for no memory).
+    pub(crate) fn tensor_shapes(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>> {
+        struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<usize>)>>>);
+        impl candle_nn::var_builder::SimpleBackend for Recorder {
+            fn get(
+                &self,
+                s: candle_core::Shape,
+                name: &str,
+                _: candle_nn::Init,
+                dtype: DType,
+                dev: &Device,
+            ) -> candle_core::Result<Tensor> {
+                self.0.lock().unwrap_or_else(|e| e.into_inner()).push((name.to_string(), s.dims().to_vec()));
+                Tensor::zeros((), dtype, dev)?.broadcast_as(s)
+            }
+            fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+                candle_core::bail!("unchecked read of {name}")
+            }
+            fn contains_tensor(&self, _: &str) -> bool {
+                false
+            }
+        }
+        cfg.validate()?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let vb = VarBuilder::from_backend(Box::new(Recorder(seen.clone())), DType::F32, Device::Cpu);
+        Net::new(cfg, vb)?;
+        let mut v = std::mem::take(&mut *seen.lock().unwrap_or_else(|e| e.into_inner()));
+        v.sort();
+        v.dedup();
+        Ok(v)
+    }
+
     /// A randomly initialised (untrained) model, identical for the same `seed`.
     /// Weights are drawn with a scaled normal (std = gain / sqrt(fan_in)),
     /// biases start at zero.

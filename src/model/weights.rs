@@ -106,10 +106,12 @@ pub(super) fn load_parts(config: &str, weights: &[u8], dir: &Path, device: &Devi
 
 /// A weft transformer from its config and safetensors bytes.
 pub(super) fn load_bytes(cfg: &Config, bytes: &[u8], path: &Path, device: &Device) -> Result<Transformer> {
-    let model = Transformer::build(cfg, device)?;
-    let expected: Vec<(String, Vec<usize>)> =
-        model.named_vars().into_iter().map(|(n, v)| (n, v.dims().to_vec())).collect();
+    // The file is checked against the config's shapes before the model is
+    // built: a damaged config (a huge width or depth) is an error, not an
+    // allocation of whatever it asks for.
+    let expected = Transformer::tensor_shapes(cfg)?;
     let tensors = checked_tensors(bytes, path, &expected, cfg.weight_dtype, device)?;
+    let model = Transformer::build(cfg, device)?;
     for (name, var) in model.named_vars() {
         var.set(&tensors[&name])?;
     }

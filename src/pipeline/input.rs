@@ -65,6 +65,19 @@ pub(crate) fn describe(e: ff::Error) -> String {
     }
 }
 
+/// An ffmpeg error reading an input, in plain words: demuxers report a
+/// cut-off structure as an I/O error, and a damaged header can ask for more
+/// memory than any video needs.
+fn describe_read(e: ff::Error) -> String {
+    match e {
+        ff::Error::Other { errno: libc::EIO } => "input/output error (truncated or damaged?)".into(),
+        ff::Error::Other { errno: libc::ENOMEM } => "cannot allocate memory (a damaged header asking for too much?)".into(),
+        ff::Error::PatchWelcome => "uses a feature FFmpeg does not support (or is damaged)".into(),
+        ff::Error::Other { errno: libc::EINVAL } => "invalid argument (damaged stream parameters?)".into(),
+        e => describe(e),
+    }
+}
+
 impl Reader {
     /// Opens `path` and its best video stream. `keep_other`: hand out the
     /// packets of other streams (else they are dropped at once).
@@ -76,7 +89,7 @@ impl Reader {
         if path.is_dir() {
             return Err(input_err(path, "is a directory, not a video file"));
         }
-        let ictx = ff::format::input(&path).map_err(|e| input_err(path, format!("cannot open: {}", describe(e))))?;
+        let ictx = ff::format::input(&path).map_err(|e| input_err(path, format!("cannot open: {}", describe_read(e))))?;
         let stream = ictx
             .streams()
             .filter(|s| s.parameters().medium() == media::Type::Video)
@@ -98,7 +111,7 @@ impl Reader {
             .or_else(|| sane(stream.avg_frame_rate()))
             .ok_or_else(|| input_err(path, "cannot tell the video stream's frame rate"))?;
         let mut ctx = codec::context::Context::from_parameters(stream.parameters())
-            .map_err(|e| input_err(path, format!("video stream: {}", describe(e))))?;
+            .map_err(|e| input_err(path, format!("video stream: {}", describe_read(e))))?;
         ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Frame, count: 0, ..Default::default() });
         unsafe {
             (*ctx.as_mut_ptr()).pkt_timebase = tb.into();
@@ -108,7 +121,13 @@ impl Reader {
         }
         let codec_id = ctx.id();
         let decoder = ctx.decoder().video().map_err(|e| {
-            input_err(path, format!("no decoder for the video codec {codec_id:?}: {}", describe(e)))
+            if codec_id == codec::Id::None {
+                return input_err(path, "the video stream's codec is unknown (a damaged header?)");
+            }
+            match e {
+                ff::Error::DecoderNotFound => input_err(path, format!("no decoder for the video codec {codec_id:?}")),
+                e => input_err(path, format!("cannot open the {codec_id:?} decoder: {}", describe_read(e))),
+            }
         })?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -228,7 +247,7 @@ impl Reader {
                 Err(e) => {
                     // A read error: what was read stays; the end-of-stream
                     // check decides whether the input was truncated.
-                    self.read_error = Some(describe(e));
+                    self.read_error = Some(describe_read(e));
                     self.send_eof();
                     continue;
                 }

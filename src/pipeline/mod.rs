@@ -236,7 +236,8 @@ pub enum Select {
 #[derive(Clone, Debug)]
 pub struct InfillOptions {
     pub select: Select,
-    /// Longer holes are left as they are (and reported).
+    /// Longer holes are left as they are (and reported). `None`: every hole
+    /// is filled, up to [`MAX_HOLE_SECONDS`] long (a longer one is an error).
     pub max_gap: Option<i64>,
     /// A hole across a scene cut is filled by holding the frame before it.
     pub scene_threshold: f64,
@@ -612,6 +613,9 @@ fn fill_gap(
         job.summary.left.push(gap);
         return Ok(());
     }
+    if opts.max_gap.is_none() {
+        check_hole(job.input, gap, grid, "--max-gap N fills holes up to N frames and leaves longer ones")?;
+    }
     let input = job.input;
     // Context after the hole: the next frame and those contiguous with it.
     let mut after_rgb: Vec<(i64, Frame)> = vec![(item.pos, item.rgb(&mut job.conv, input)?.clone())];
@@ -656,6 +660,27 @@ fn fill_gap(
     // With frames before, runs are generated (and written) in order.
     job.generate(&plan, !before.is_empty())?;
     job.summary.filled.push(gap);
+    Ok(())
+}
+
+/// The longest hole filled unless `--max-gap` says otherwise, in seconds. A
+/// longer one is nearly always a damaged timestamp (a frame stamped hours
+/// late), whose filling would run for hours and write as much video.
+pub const MAX_HOLE_SECONDS: f64 = 600.0;
+
+fn check_hole(input: &Path, gap: Gap, grid: Grid, hint: &str) -> Result<()> {
+    let secs = gap.count as f64 / grid.rate.as_f64();
+    if secs > MAX_HOLE_SECONDS {
+        return Err(input_err(
+            input,
+            format!(
+                "a hole of {} frames ({secs:.0} s) after {:.2} s: longer than {MAX_HOLE_SECONDS:.0} s, which is more likely a \
+                 damaged timestamp than missing footage (`weft gaps` lists the holes; {hint})",
+                gap.count,
+                grid.seconds(gap.start - 1)
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct Writer {
     orig_conv: Converter,
     warned_resize: bool,
     last_pos: Option<i64>,
+    /// Last decoding timestamp written to each copied stream (by output index).
+    copied_dts: Vec<Option<i64>>,
     pub frames: u64,
     pub codec_name: String,
 }
@@ -304,6 +306,7 @@ impl Writer {
             orig_conv: Converter::new(),
             warned_resize: false,
             last_pos: None,
+            copied_dts: Vec::new(),
             frames: 0,
             codec_name: name,
         };
@@ -369,7 +372,7 @@ impl Writer {
                 }
             }
         }
-        octx.write_header().map_err(|e| out_err(out, format!("cannot write the header: {}", describe(e))))?;
+        octx.write_header().map_err(|e| mux_err(out, &w.map, "cannot write the header", e))?;
         w.ost_video_tb = octx.stream(w.ost_video).expect("video").time_base();
         for m in w.map.iter_mut().flatten() {
             m.2 = octx.stream(m.0).expect("mapped").time_base();
@@ -442,7 +445,7 @@ impl Writer {
                     }
                     pkt.rescale_ts(self.enc_tb, self.ost_video_tb);
                     let octx = self.octx.as_mut().expect("open");
-                    pkt.write_interleaved(octx).map_err(|e| out_err(&self.out, format!("cannot write: {}", describe(e))))?;
+                    pkt.write_interleaved(octx).map_err(|e| mux_err(&self.out, &self.map, "cannot write", e))?;
                 }
                 Err(ff::Error::Eof) => return Ok(()),
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
@@ -461,8 +464,35 @@ impl Writer {
         pkt.rescale_ts(itb, otb);
         pkt.set_position(-1);
         pkt.set_stream(o);
+        let dts = pkt.dts();
+        if self.copied_dts.len() <= o {
+            self.copied_dts.resize(o + 1, None);
+        }
+        let last = self.copied_dts[o];
         let octx = self.octx.as_mut().expect("open");
-        pkt.write_interleaved(octx).map_err(|e| out_err(&self.out, format!("cannot write: {}", describe(e))))
+        pkt.write_interleaved(octx).map_err(|e| {
+            // The muxer refuses timestamps that go back: a damaged input, not a bad output path.
+            if let (Some(d), Some(l)) = (dts, last)
+                && d <= l
+            {
+                let secs = |t: i64| t as f64 * otb.numerator() as f64 / otb.denominator().max(1) as f64;
+                return out_err(
+                    &self.out,
+                    format!(
+                        "cannot copy input stream #{}: its timestamps go backwards ({:.2} s, then {:.2} s): the input is \
+                         damaged (remux it, e.g. `ffmpeg -i IN -c copy FIXED.mkv`, or drop that stream)",
+                        pkt_stream_in(&self.map, o),
+                        secs(l),
+                        secs(d)
+                    ),
+                );
+            }
+            mux_err(&self.out, &self.map, &format!("cannot copy input stream #{}", pkt_stream_in(&self.map, o)), e)
+        })?;
+        if dts.is_some() {
+            self.copied_dts[o] = dts;
+        }
+        Ok(())
     }
 
     /// Flushes the encoder, finishes the file and moves it to its name.
@@ -470,7 +500,7 @@ impl Writer {
         self.encoder.send_eof().map_err(|e| out_err(&self.out, format!("encoding failed: {}", describe(e))))?;
         self.drain()?;
         let mut octx = self.octx.take().expect("open");
-        octx.write_trailer().map_err(|e| out_err(&self.out, format!("cannot finish the file: {}", describe(e))))?;
+        octx.write_trailer().map_err(|e| mux_err(&self.out, &self.map, "cannot finish the file", e))?;
         drop(octx); // closes the file
         let tmp = self.tmp.take().expect("open");
         let (out, overwrite) = (self.out.clone(), self.overwrite);
@@ -497,6 +527,28 @@ impl Drop for Writer {
         // Close the muxer's file before `tmp` (a field, dropped after this) removes it.
         drop(self.octx.take());
     }
+}
+
+/// A muxer error in words. The muxer interleaves: a write fails on whatever
+/// packet it was given, but with streams copied from the input, a damaged
+/// one of those (unreadable parameters, broken timestamps) is the usual
+/// cause of an invalid-argument error, so the message says so.
+fn mux_err(out: &Path, map: &[Option<(usize, Rational, Rational, i64)>], what: &str, e: ff::Error) -> Error {
+    let copied: Vec<String> = map.iter().enumerate().filter(|(_, m)| m.is_some()).map(|(i, _)| format!("#{i}")).collect();
+    let hint = match e {
+        ff::Error::Other { errno: libc::EINVAL } if !copied.is_empty() => format!(
+            " (the input stream{} copied, {}, may be damaged: remux the input, or drop the stream)",
+            if copied.len() == 1 { "" } else { "s" },
+            copied.join(", ")
+        ),
+        _ => String::new(),
+    };
+    out_err(out, format!("{what}: {}{hint}", describe(e)))
+}
+
+/// The input stream index copied to output stream `o`.
+fn pkt_stream_in(map: &[Option<(usize, Rational, Rational, i64)>], o: usize) -> usize {
+    map.iter().position(|m| m.is_some_and(|m| m.0 == o)).unwrap_or(o)
 }
 
 /// Output grid for a clip made from scratch at `rate`: time base 1/rate.

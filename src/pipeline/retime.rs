@@ -195,7 +195,10 @@ pub fn retime(
         let at = item.pos * in_step;
         if let Some(prev) = history.back() {
             if item.pos > prev.pos + 1 {
-                job.summary.filled.push(Gap { start: prev.pos + 1, count: item.pos - prev.pos - 1 });
+                let gap = Gap { start: prev.pos + 1, count: item.pos - prev.pos - 1 };
+                let grid = job.reader.grid().expect("a frame was decoded");
+                super::check_hole(input, gap, grid, "cut the input there first, e.g. with ffmpeg -t")?;
+                job.summary.filled.push(gap);
             }
             let mut slots = Vec::new();
             while next * out_step < at {

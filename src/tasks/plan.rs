@@ -26,13 +26,21 @@ pub enum Direction {
 
 /// Frame slots at integer positions on the clip's frame grid (frame numbers
 /// at the stream's rate). Positions need not be contiguous: known frames far
-/// from a gap keep their true distance in time.
+/// from a gap keep their true distance in time. They must lie within
+/// ±[`MAX_POSITION`] (where every position is exact in the f32 times the
+/// models see, and no arithmetic on them overflows).
+///
+/// [`MAX_POSITION`]: Plan::MAX_POSITION
 #[derive(Clone, Debug, Default)]
 pub struct Plan<'a> {
     entries: Vec<(i64, Slot<'a>)>,
 }
 
 impl<'a> Plan<'a> {
+    /// The largest position a plan may use, either way from 0: 2^24 frames
+    /// (over three days at 60 fps).
+    pub const MAX_POSITION: i64 = 1 << 24;
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -112,6 +120,12 @@ impl<'a> Plan<'a> {
     /// known frame the same size. Returns that size.
     pub(crate) fn normalise(&mut self) -> Result<Option<(usize, usize)>> {
         self.entries.sort_by_key(|(p, _)| *p);
+        if let Some((p, _)) = self.entries.iter().find(|(p, _)| p.unsigned_abs() > Self::MAX_POSITION as u64) {
+            return Err(WeftError::BadPlan(format!(
+                "position {p} is out of range (positions must be within ±{})",
+                Self::MAX_POSITION
+            )));
+        }
         if let Some(w) = self.entries.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(WeftError::BadPlan(format!("two slots at position {}", w[0].0)));
         }

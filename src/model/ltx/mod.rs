@@ -6,7 +6,7 @@
 //! so that checkpoints load without a renaming table.
 
 pub mod generate;
-
+pub mod kernels;
 pub mod pipeline;
 pub mod load;
 pub mod scheduler;

@@ -105,7 +105,7 @@ fn fields(b: &[u8]) -> Result<Vec<(u64, Field<'_>)>> {
             }
             2 => {
                 let n = varint(b, &mut i)? as usize;
-                let Some(s) = b.get(i..i + n) else {
+                let Some(s) = i.checked_add(n).and_then(|end| b.get(i..end)) else {
                     bail!("spiece.model: truncated field {f}")
                 };
                 i += n;
@@ -205,6 +205,39 @@ fn read_json(p: &Path) -> Result<Option<serde_json::Value>> {
         .map_err(|e| err(format!("{}: {e}", p.display())))
 }
 
+/// tokenizers 0.23 panics (an `expect`) on a `Precompiled` normalizer it
+/// cannot read: those are read here first, so that a damaged tokenizer.json
+/// is an error. (A file that is not JSON is left to the tokenizer to report.)
+fn check_precompiled(path: &Path) -> Result<()> {
+    fn walk<'v>(v: &'v serde_json::Value, out: &mut Vec<&'v serde_json::Value>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("type").and_then(|t| t.as_str()) == Some("Precompiled") {
+                    out.push(v);
+                }
+                m.values().for_each(|c| walk(c, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|c| walk(c, out)),
+            _ => {}
+        }
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap_or_default()) else {
+        return Ok(());
+    };
+    let mut found = vec![];
+    if let Some(n) = v.get("normalizer") {
+        walk(n, &mut found);
+    }
+    for p in found {
+        // From text, as tokenizers reads it (the charsmap is a borrowed string).
+        serde_json::from_str::<tokenizers::normalizers::Precompiled>(&p.to_string()).map_err(|e| {
+            let e: String = e.to_string().chars().take(200).collect();
+            err(format!("{}: its Precompiled normalizer is damaged: {e}", path.display()))
+        })?;
+    }
+    Ok(())
+}
+
 impl T5Tokenizer {
     /// A snapshot's `tokenizer/` folder (or the snapshot root containing it).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
@@ -230,6 +263,7 @@ impl T5Tokenizer {
     }
 
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
+        check_precompiled(path)?;
         let mut tokenizer =
             Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
         tokenizer.with_padding(None);

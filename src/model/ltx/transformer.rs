@@ -40,8 +40,10 @@
 //! and the timestep sinusoids in f32.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::Deserialize;
+
+use super::kernels::{self, Act, Linear};
 
 /// diffusers' `LTXVideoTransformer3DModel` config (`transformer/config.json`).
 /// Missing fields take diffusers' defaults, which are LTX-Video 2B's values.
@@ -207,7 +209,9 @@ pub fn tensor_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
 const TIME_PROJ_DIM: usize = 256;
 
 fn linear(i: usize, o: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
-    candle_nn::linear_b(i, o, bias, vb)
+    let weight = vb.get((o, i), "weight")?;
+    let bias = if bias { Some(vb.get(o, "bias")?) } else { None };
+    Linear::new(weight, bias)
 }
 
 /// RMSNorm over the last dimension, in f32, optionally times a weight.
@@ -442,6 +446,23 @@ impl Attention {
     ) -> Result<Tensor> {
         const QK_EPS: f64 = 1e-5;
         let context = context.unwrap_or(x);
+        if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::BF16) {
+            // Fused norm + rotary, and attention over chunks of queries
+            // (bounded score buffer; see `kernels`).
+            let rope = rope.map(|(c, s)| (c, s));
+            let q = kernels::qk_norm_rope(&self.to_q.forward(x)?, &self.norm_q, QK_EPS, rope)?;
+            let k = kernels::qk_norm_rope(&self.to_k.forward(context)?, &self.norm_k, QK_EPS, rope)?;
+            let v = self.to_v.forward(context)?;
+            let bias = match bias {
+                Some(b) => {
+                    let (bb, _, _, l) = b.dims4()?;
+                    Some(b.to_dtype(DType::F32)?.reshape((bb, l))?)
+                }
+                None => None,
+            };
+            let out = kernels::attention(&q, &k, &v, self.heads, bias.as_ref())?;
+            return self.to_out.forward(&out);
+        }
         let mut q = rms_norm(&self.to_q.forward(x)?, Some(&self.norm_q), QK_EPS)?;
         let mut k = rms_norm(&self.to_k.forward(context)?, Some(&self.norm_k), QK_EPS)?;
         let v = self.to_v.forward(context)?;
@@ -458,14 +479,22 @@ impl Attention {
         };
         let (q, k, v) = (heads(q, s)?, heads(k, l)?, heads(v, l)?);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let mut logits = (q.matmul(&k.t()?)? * scale)?; // [B, H, S, L]
-        if let Some(bias) = bias {
-            logits = logits.broadcast_add(&bias.to_dtype(logits.dtype())?)?;
+        let kt = k.t()?;
+        // Chunks of queries: the [B, H, chunk, L] f32 scores stay within
+        // kernels::SCORE_BUDGET floats.
+        let chunk = (kernels::SCORE_BUDGET / (b * self.heads * l).max(1)).clamp(1, s.max(1));
+        let mut outs = Vec::with_capacity(s.div_ceil(chunk));
+        for s0 in (0..s).step_by(chunk) {
+            let qc = q.narrow(2, s0, chunk.min(s - s0))?;
+            let mut logits = (qc.matmul(&kt)? * scale)?; // [B, H, chunk, L]
+            if let Some(bias) = bias {
+                logits = logits.broadcast_add(&bias.to_dtype(logits.dtype())?)?;
+            }
+            let probs = candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?
+                .to_dtype(v.dtype())?;
+            outs.push(probs.matmul(&v)?);
         }
-        let probs =
-            candle_nn::ops::softmax_last_dim(&logits.to_dtype(DType::F32)?)?.to_dtype(v.dtype())?;
-        let out = probs
-            .matmul(&v)?
+        let out = Tensor::cat(&outs, 2)?
             .transpose(1, 2)?
             .reshape((b, s, self.heads * self.head_dim))?;
         self.to_out.forward(&out)
@@ -490,7 +519,7 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.out.forward(&self.proj.forward(x)?.gelu()?)
+        self.out.forward(&self.proj.forward_act(x, Act::GeluTanh)?)
     }
 }
 
@@ -545,6 +574,22 @@ impl TransformerBlock {
                 .to_dtype(temb.dtype())?
                 .reshape((1, 1, 6, d))?,
         )?;
+        if x.device().is_cpu()
+            && matches!(x.dtype(), DType::F32 | DType::BF16)
+            && self.norm1.is_none()
+            && self.norm2.is_none()
+        {
+            // Fused norm/modulation and gated residuals (f32 arithmetic).
+            let ada = ada.to_dtype(DType::F32)?.contiguous()?;
+            let h = kernels::rms_norm_modulate(x, &ada, 0, 1, self.eps)?;
+            let h = self.attn1.forward(&h, None, None, Some(rope))?;
+            let x = kernels::gated_residual(x, &h, &ada, 2)?;
+            let h = self.attn2.forward(&x, Some(context), bias, None)?;
+            let x = (x + h)?;
+            let h = kernels::rms_norm_modulate(&x, &ada, 3, 4, self.eps)?;
+            let h = self.ff.forward(&h)?;
+            return kernels::gated_residual(&x, &h, &ada, 5);
+        }
         let p = |i: usize| ada.narrow(2, i, 1)?.squeeze(2);
         let (shift_msa, scale_msa, gate_msa) = (p(0)?, p(1)?, p(2)?);
         let (shift_mlp, scale_mlp, gate_mlp) = (p(3)?, p(4)?, p(5)?);
@@ -630,7 +675,8 @@ impl CaptionProjection {
 
 impl Module for CaptionProjection {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.linear_2.forward(&self.linear_1.forward(x)?.gelu()?)
+        self.linear_2
+            .forward(&self.linear_1.forward_act(x, Act::GeluTanh)?)
     }
 }
 

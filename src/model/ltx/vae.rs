@@ -45,6 +45,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Module, Result, Shape, Tensor, bail};
 use candle_nn::{Linear, VarBuilder};
+
+use super::kernels::{self, Prologue, Scatter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
@@ -223,8 +225,11 @@ fn timestep_sinusoid(t: &Tensor, dim: usize) -> Result<Tensor> {
 #[derive(Debug, Clone)]
 pub struct CausalConv3d {
     /// The conv3d weight `[O, I, kt, kh, kw]` split into `kt` conv2d kernels
-    /// `[O, I, kh, kw]`, one per temporal tap.
+    /// `[O, I, kh, kw]`, one per temporal tap (empty when `fast` is used).
     taps: Vec<Tensor>,
+    /// The CPU kernel's prepared weights (stride 1, f32/bf16 on the CPU): no
+    /// im2col buffer, fused norm/activation prologue and residual epilogue.
+    fast: Option<Arc<kernels::Conv3d>>,
     bias: Tensor,
     kernel: (usize, usize, usize),
     stride: (usize, usize, usize),
@@ -246,6 +251,21 @@ impl CausalConv3d {
         if stride.1 != stride.2 {
             bail!("CausalConv3d: unequal spatial strides {stride:?}");
         }
+        let fast = if stride == (1, 1, 1) {
+            kernels::Conv3d::new(&weight, &bias)?.map(Arc::new)
+        } else {
+            None
+        };
+        if fast.is_some() {
+            return Ok(Self {
+                taps: Vec::new(),
+                fast,
+                bias,
+                kernel: (kernel, kernel, kernel),
+                stride,
+                causal,
+            });
+        }
         // Split once at load (the 5-D weight is then dropped). Zero-stride
         // placeholders (see `tensor_shapes`) stay views.
         let taps = (0..kernel)
@@ -260,6 +280,7 @@ impl CausalConv3d {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             taps,
+            fast: None,
             bias,
             kernel: (kernel, kernel, kernel),
             stride,
@@ -268,6 +289,61 @@ impl CausalConv3d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_fused(x, Prologue::None, None)
+    }
+
+    /// The fused CPU kernel with its output written through `scatter`
+    /// (`None` when this convolution has no fused kernel).
+    fn forward_scatter(&self, x: &Tensor, pro: Prologue, scatter: Scatter) -> Result<Option<Tensor>> {
+        match &self.fast {
+            Some(f) => Ok(Some(f.forward_scatter(x, self.causal, pro, None, scatter)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the fused CPU kernel runs this convolution.
+    fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
+    /// `conv(prologue(x)) (+ residual)`: fused on the CPU kernel, else the
+    /// prologue as candle ops, candle's convolution, and the addition.
+    pub fn forward_fused(&self, x: &Tensor, pro: Prologue, residual: Option<&Tensor>) -> Result<Tensor> {
+        if let Some(f) = &self.fast {
+            return f.forward(x, self.causal, pro, residual);
+        }
+        let x = match pro {
+            Prologue::None => x.clone(),
+            Prologue::RmsNormSilu { eps, modulation } => {
+                let mut h = rms_norm_c(x, eps as f64)?;
+                if let Some((shift, scale)) = modulation {
+                    let (b, c) = (h.dim(0)?, h.dim(1)?);
+                    let t = |v: &[f32]| {
+                        Tensor::from_slice(v, (b, c, 1, 1, 1), x.device())?.to_dtype(x.dtype())
+                    };
+                    h = h.broadcast_mul(&(t(scale)? + 1.0)?)?.broadcast_add(&t(shift)?)?;
+                }
+                h.silu()?
+            }
+            Prologue::LayerNorm { eps, weight, bias } => {
+                let c = x.dim(1)?;
+                let t = |v: &[f32]| Tensor::from_slice(v, (1, c, 1, 1, 1), x.device())?.to_dtype(x.dtype());
+                let mean = x.mean_keepdim(1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(1)?;
+                xc.broadcast_div(&(var + eps as f64)?.sqrt()?)?
+                    .broadcast_mul(&t(weight)?)?
+                    .broadcast_add(&t(bias)?)?
+            }
+        };
+        let y = self.forward_candle(&x)?;
+        match residual {
+            Some(r) => y + r,
+            None => Ok(y),
+        }
+    }
+
+    fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, _, h, w) = x.dims5()?;
         let (kt, kh, _) = self.kernel;
         let (st, ss, _) = self.stride;
@@ -339,7 +415,8 @@ impl TimeEmbedder {
 
     /// `t`: `[B]` -> `[B, dim]`.
     pub fn forward(&self, t: &Tensor) -> Result<Tensor> {
-        let e = timestep_sinusoid(t, 256)?;
+        // The sinusoid in f32, then the MLP in the weights' dtype (diffusers' hidden_dtype).
+        let e = timestep_sinusoid(t, 256)?.to_dtype(self.linear_1.weight().dtype())?;
         self.linear_2.forward(&self.linear_1.forward(&e)?.silu()?)
     }
 }
@@ -401,6 +478,45 @@ impl ResnetBlock3d {
         })
     }
 
+    /// The block with norms, modulation and SiLU fused into the convolutions'
+    /// input copy and the residual into the second one's output.
+    fn forward_fused(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
+        let mods: Option<Vec<Vec<f32>>> = match &self.scale_shift_table {
+            None => None,
+            Some(table) => {
+                let Some(temb) = temb else {
+                    bail!("ResnetBlock3d: timestep conditioning needs a timestep")
+                };
+                let (four, c) = table.dims2()?;
+                let b = temb.dim(0)?;
+                let m = temb
+                    .reshape((b, four, c))?
+                    .broadcast_add(&table.unsqueeze(0)?.to_dtype(temb.dtype())?)?
+                    .to_dtype(DType::F32)?;
+                Some(
+                    (0..4)
+                        .map(|i| m.narrow(1, i, 1)?.flatten_all()?.to_vec1::<f32>())
+                        .collect::<Result<Vec<_>>>()?,
+                )
+            }
+        };
+        let m1 = mods.as_ref().map(|m| (&m[0][..], &m[1][..]));
+        let m2 = mods.as_ref().map(|m| (&m[2][..], &m[3][..]));
+        let residual = match &self.shortcut {
+            None => x.clone(),
+            Some(((w, b), conv)) => {
+                let w = w.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                let b = b.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                let pro = Prologue::LayerNorm { eps: self.eps as f32, weight: &w, bias: &b };
+                conv.forward_fused(x, pro, None)?
+            }
+        };
+        let pro1 = Prologue::RmsNormSilu { eps: 1e-8, modulation: m1 };
+        let h = self.conv1.forward_fused(x, pro1, None)?;
+        let pro2 = Prologue::RmsNormSilu { eps: 1e-8, modulation: m2 };
+        self.conv2.forward_fused(&h, pro2, Some(&residual))
+    }
+
     fn add_noise(h: &Tensor, scale: &Tensor, noise: &mut NoiseGen) -> Result<Tensor> {
         let (_, _, _, hh, ww) = h.dims5()?;
         match noise.spatial(hh, ww, h.device())? {
@@ -422,6 +538,17 @@ impl ResnetBlock3d {
         temb: Option<&Tensor>,
         noise: &mut NoiseGen,
     ) -> Result<Tensor> {
+        let shortcut_fast = match &self.shortcut {
+            None => true,
+            Some((_, c)) => c.is_fast(),
+        };
+        if self.per_channel_scale.is_none()
+            && self.conv1.is_fast()
+            && self.conv2.is_fast()
+            && shortcut_fast
+        {
+            return self.forward_fused(x, temb);
+        }
         let mut h = rms_norm_c(x, 1e-8)?;
         let mods = match &self.scale_shift_table {
             None => None,
@@ -544,6 +671,13 @@ impl Upsampler3d {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let drop = self.stride.0 - 1;
+        if self.stride == (2, 2, 2) {
+            // Depth-to-space, frame drop and residual fused into the conv's output.
+            let scatter = Scatter::DepthToSpace { drop, residual: self.residual };
+            if let Some(y) = self.conv.forward_scatter(x, Prologue::None, scatter)? {
+                return Ok(y);
+            }
+        }
         let h = depth_to_space(&self.conv.forward(x)?, self.stride)?;
         let t = h.dim(2)?;
         let h = h.narrow(2, drop, t - drop)?;
@@ -927,7 +1061,8 @@ impl Encoder3d {
             h = d.forward(&h)?;
         }
         h = self.mid_block.forward(&h, None, &mut NoiseGen::off())?;
-        h = self.conv_out.forward(&rms_norm_c(&h, 1e-8)?.silu()?)?;
+        let pro = Prologue::RmsNormSilu { eps: 1e-8, modulation: None };
+        h = self.conv_out.forward_fused(&h, pro, None)?;
         let l = self.latent_channels;
         let last = h.narrow(1, l, 1)?.repeat((1, l - 1, 1, 1, 1))?;
         Tensor::cat(&[&h, &last], 1)
@@ -1048,7 +1183,7 @@ impl Decoder3d {
     ) -> Result<Tensor> {
         let mut h = self.conv_in.forward(z)?;
         let temb = match (&self.timestep_scale_multiplier, temb) {
-            (Some(m), Some(t)) => Some(t.to_dtype(DType::F32)?.broadcast_mul(m)?),
+            (Some(m), Some(t)) => Some(t.to_dtype(m.dtype())?.broadcast_mul(m)?),
             (Some(_), None) => bail!("Decoder3d: timestep conditioning needs a decode timestep"),
             (None, _) => None,
         };
@@ -1056,23 +1191,35 @@ impl Decoder3d {
         for u in &self.up_blocks {
             h = u.forward(&h, temb.as_ref(), noise)?;
         }
-        h = rms_norm_c(&h, 1e-8)?;
-        if let (Some(e), Some(table), Some(t)) =
-            (&self.time_embedder, &self.scale_shift_table, &temb)
-        {
-            let (two, c) = table.dims2()?;
-            let b = h.dim(0)?;
-            let m = e
-                .forward(t)?
-                .reshape((b, two, c))?
-                .broadcast_add(&table.unsqueeze(0)?)?;
-            let shift = m.narrow(1, 0, 1)?.reshape((b, c, 1, 1, 1))?;
-            let scale = m.narrow(1, 1, 1)?.reshape((b, c, 1, 1, 1))?;
-            h = h.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?;
-        }
-        h = self.conv_out.forward(&h.silu()?)?;
-        let (b, c, t, hh, ww) = h.dims5()?;
+        // Final norm, (timestep shift/scale), SiLU: fused into conv_out's input.
+        let mods = match (&self.time_embedder, &self.scale_shift_table, &temb) {
+            (Some(e), Some(table), Some(t)) => {
+                let (two, c) = table.dims2()?;
+                let b = h.dim(0)?;
+                let m = e
+                    .forward(t)?
+                    .reshape((b, two, c))?
+                    .broadcast_add(&table.unsqueeze(0)?)?
+                    .to_dtype(DType::F32)?;
+                let shift = m.narrow(1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+                let scale = m.narrow(1, 1, 1)?.flatten_all()?.to_vec1::<f32>()?;
+                Some((shift, scale))
+            }
+            _ => None,
+        };
+        let pro = Prologue::RmsNormSilu {
+            eps: 1e-8,
+            modulation: mods.as_ref().map(|(a, b)| (&a[..], &b[..])),
+        };
         let (p, pt) = (self.patch_size, self.patch_size_t);
+        if pt == 1 {
+            // The un-patchify fused into conv_out's output.
+            if let Some(y) = self.conv_out.forward_scatter(&h, pro, Scatter::Unpatchify { p })? {
+                return Ok(y);
+            }
+        }
+        h = self.conv_out.forward_fused(&h, pro, None)?;
+        let (b, c, t, hh, ww) = h.dims5()?;
         h.reshape(vec![b, c / (pt * p * p), pt, p, p, t, hh, ww])?
             .permute(vec![0, 1, 5, 2, 6, 4, 7, 3])?
             .reshape((b, c / (pt * p * p), t * pt, hh * p, ww * p))

@@ -125,8 +125,8 @@ impl Config {
         if self.block_channels.iter().any(|&c| c < 2 || c % 2 != 0) {
             return bad(format!("block widths {:?} must be even and >= 2", self.block_channels));
         }
-        if self.scales.iter().any(|s| !(s.is_finite() && *s >= 1.0 && s.fract() == 0.0)) {
-            return bad(format!("scales {:?} must be whole numbers >= 1", self.scales));
+        if self.scales.iter().any(|s| !(s.is_finite() && *s >= 1.0 && *s <= 256.0 && s.fract() == 0.0)) {
+            return bad(format!("scales {:?} must be whole numbers in 1..=256", self.scales));
         }
         let max_scale = self.scales.iter().fold(1.0f64, |a, &b| a.max(b)) as usize;
         if self.pad_multiple == 0 || self.pad_multiple % (4 * max_scale) != 0 {
@@ -134,6 +134,21 @@ impl Config {
         }
         if self.residual_convs == 0 || self.feature_channels == 0 || self.encoder_channels == 0 {
             return bad("residual_convs, feature_channels and encoder_channels must be positive".into());
+        }
+        // Far above RIFE's own sizes (5 blocks of at most 192 channels, 8
+        // residual convs, padding to 64): a damaged config is an error, not
+        // billions of tensors or frames padded to gigabytes.
+        let widths = self.block_channels.iter().chain([&self.feature_channels, &self.encoder_channels]);
+        if self.block_channels.len() > 16 || self.residual_convs > 64 || widths.clone().any(|&c| c > 4096) {
+            return bad(format!(
+                "implausible sizes ({} blocks, {} residual convs, widths up to {}): at most 16 blocks, 64 convs, 4096 channels",
+                self.block_channels.len(),
+                self.residual_convs,
+                widths.max().unwrap_or(&0)
+            ));
+        }
+        if self.pad_multiple > 1024 {
+            return bad(format!("pad_multiple {} must be at most 1024", self.pad_multiple));
         }
         Ok(())
     }

@@ -1,0 +1,235 @@
+//! weft's side of `scripts/bench-ltx`: times the full-size LTX-Video 2B
+//! transformer (one forward = one denoising step, batch 1) or the 0.9.5 VAE
+//! (one decode) on the random weights and inputs that
+//! `scripts/ltx_reference/bench.py make DIR` wrote, and saves the outputs for
+//! the parity check. One JSON line per event on stdout (as bench.py's `run`).
+//!
+//! cargo run --release --example ltx_bench -- DIR --model transformer|vae
+//!     [--dtype f32|bf16] [--cases small,large] [--repeat N] [--out FILE]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use weft::model::ltx::{kernels, transformer, vae};
+
+const TIMESTEP: f32 = 700.0;
+const DECODE_T: f32 = 0.05;
+const FRAME_RATE: f64 = 25.0;
+
+/// (frames, height, width) of a case's latent grid.
+fn latent_grid(case: &str) -> anyhow::Result<(usize, usize, usize)> {
+    let (w, h, f) = match case {
+        "small" => (512, 320, 25),
+        "large" => (768, 512, 49),
+        c => bail!("unknown case {c} (small, large)"),
+    };
+    Ok(((f - 1) / 8 + 1, h / 32, w / 32))
+}
+
+/// A field of /proc/self/status in MiB.
+fn status_mib(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(&format!("{key}:")))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(-1.0)
+}
+
+/// User + system CPU seconds of this process so far (less sensitive than
+/// wall time to other load on shared cores).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Resets VmHWM to the current RSS (Linux >= 4.0).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut dir: Option<PathBuf> = None;
+    let (mut model, mut dtype, mut cases, mut repeat, mut out) =
+        (String::new(), "f32".to_string(), "small".to_string(), 1usize, None::<PathBuf>);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--model" => model = val()?,
+            "--dtype" => dtype = val()?,
+            "--cases" => cases = val()?,
+            "--repeat" => repeat = val()?.parse()?,
+            "--out" => out = Some(val()?.into()),
+            _ if !a.starts_with('-') && dir.is_none() => dir = Some(a.into()),
+            _ => bail!("unknown argument {a}"),
+        }
+    }
+    let dev = Device::Cpu;
+    if model == "matmul" {
+        return matmul_bench(match dtype.as_str() { "bf16" => DType::BF16, _ => DType::F32 }, repeat.max(3), &dev);
+    }
+    let dir = dir.context("usage: ltx_bench DIR --model transformer|vae [--dtype f32|bf16] [--cases small,large] [--out FILE]")?;
+    let dt = match dtype.as_str() {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        d => bail!("unknown dtype {d}"),
+    };
+    let io = candle_core::safetensors::load(dir.join("inputs.safetensors"), &dev)?;
+    let start = Instant::now();
+    let runner: Box<dyn Fn(&str) -> anyhow::Result<Tensor>> = match model.as_str() {
+        "transformer" => Box::new(load_transformer(&dir, dt, &dev, io.clone())?),
+        "vae" => Box::new(load_vae(&dir, dt, &dev, io.clone())?),
+        m => bail!("unknown model {m:?} (transformer, vae)"),
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "loaded", "seconds": (start.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+            "load_peak_mib": status_mib("VmHWM").round(), "rss_mib": status_mib("VmRSS").round(),
+            "bf16_matmul": format!("{:?}", kernels::bf16_matmul()),
+            "threads": rayon::current_num_threads(),
+        })
+    );
+    let mut outs: HashMap<String, Tensor> = HashMap::new();
+    for case in cases.split(',') {
+        reset_peak();
+        let mut best = f64::INFINITY;
+        let mut best_cpu = f64::INFINITY;
+        let mut y = None;
+        for _ in 0..repeat.max(1) {
+            let t = Instant::now();
+            let c = cpu_seconds();
+            let r = runner(case)?;
+            best = best.min(t.elapsed().as_secs_f64());
+            best_cpu = best_cpu.min(cpu_seconds() - c);
+            y = Some(r);
+        }
+        let y = y.expect("repeat >= 1").to_dtype(DType::F32)?.contiguous()?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "case", "case": case, "seconds": (best * 1000.0).round() / 1000.0,
+                "cpu_seconds": (best_cpu * 1000.0).round() / 1000.0,
+                "peak_mib": status_mib("VmHWM").round(),
+            })
+        );
+        outs.insert(case.to_string(), y);
+    }
+    if let Some(out) = out {
+        candle_core::safetensors::save(&outs, out)?;
+    }
+    Ok(())
+}
+
+/// GFLOP/s of the 640x2048 by 2048x8192 product (the feed-forward's first
+/// layer at 640 tokens): candle's matmul, and weft's `Linear` (for bf16 with
+/// the path `WEFT_LTX_BF16` selects).
+fn matmul_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
+    let (m, k, n) = (640usize, 2048usize, 8192usize);
+    let flop = 2.0 * (m * k * n) as f64;
+    let x = Tensor::randn(0f32, 1.0, (1, m, k), dev)?.to_dtype(dt)?;
+    let w = (Tensor::randn(0f32, 1.0, (n, k), dev)? * 0.02)?.to_dtype(dt)?;
+    let time = |f: &dyn Fn() -> anyhow::Result<Tensor>| -> anyhow::Result<f64> {
+        f()?;
+        let mut best = f64::INFINITY;
+        for _ in 0..repeat {
+            let t = Instant::now();
+            f()?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        Ok(flop / best / 1e9)
+    };
+    let wt = w.t()?;
+    // LTX_BENCH_NO_CANDLE=1: weft only (for CPU-time measurements).
+    let candle = if std::env::var_os("LTX_BENCH_NO_CANDLE").is_some() {
+        0.0
+    } else {
+        time(&|| Ok(x.broadcast_matmul(&wt)?))?
+    };
+    let lin = kernels::Linear::new(w.clone(), None)?;
+    let weft = time(&|| Ok(lin.forward(&x)?))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "matmul", "shape": [m, k, n], "dtype": format!("{dt:?}"),
+            "candle_gflops": candle.round(), "weft_gflops": weft.round(),
+            "weft_path": if dt == DType::BF16 { format!("{:?}", kernels::bf16_matmul()) } else { "avx512 f32 panels".into() },
+        })
+    );
+    Ok(())
+}
+
+fn var_builder(file: &Path, dt: DType, dev: &Device) -> anyhow::Result<VarBuilder<'static>> {
+    // SAFETY: the bench files are not modified while mapped.
+    Ok(unsafe { VarBuilder::from_mmaped_safetensors(&[file], dt, dev)? })
+}
+
+fn load_transformer(
+    dir: &Path,
+    dt: DType,
+    dev: &Device,
+    io: HashMap<String, Tensor>,
+) -> anyhow::Result<impl Fn(&str) -> anyhow::Result<Tensor>> {
+    let d = dir.join("transformer");
+    let cfg: transformer::Config =
+        serde_json::from_str(&std::fs::read_to_string(d.join("config.json"))?)?;
+    let model = {
+        let vb = var_builder(&d.join("diffusion_pytorch_model.safetensors"), dt, dev)?;
+        transformer::LtxVideoTransformer3DModel::new(&cfg, vb)?
+        // The mapping is dropped here: only the model's own copy stays resident.
+    };
+    let dev = dev.clone();
+    Ok(move |case: &str| -> anyhow::Result<Tensor> {
+        let (f, h, w) = latent_grid(case)?;
+        let hs = io[&format!("{case}.hidden_states")].to_dtype(dt)?;
+        let text = io["encoder_hidden_states"].to_dtype(dt)?;
+        let t = Tensor::new(&[TIMESTEP], &dev)?;
+        Ok(model.forward(
+            &hs,
+            &text,
+            &t,
+            Some(&io["encoder_attention_mask"]),
+            f,
+            h,
+            w,
+            Some([8.0 / FRAME_RATE, 32.0, 32.0]),
+            None,
+        )?)
+    })
+}
+
+fn load_vae(
+    dir: &Path,
+    dt: DType,
+    dev: &Device,
+    io: HashMap<String, Tensor>,
+) -> anyhow::Result<impl Fn(&str) -> anyhow::Result<Tensor>> {
+    let d = dir.join("vae");
+    let cfg: vae::Config = serde_json::from_str(&std::fs::read_to_string(d.join("config.json"))?)?;
+    // Only the decoder is built (a decode-only stage needs no encoder; diffusers'
+    // memory-mapped encoder weights are never touched either), and it is what
+    // `AutoencoderKLLTXVideo::decode` runs without tiling.
+    let decoder = {
+        let vb = var_builder(&d.join("diffusion_pytorch_model.safetensors"), dt, dev)?;
+        vae::Decoder3d::new(&cfg, vb.pp("decoder"))?
+    };
+    let dev = dev.clone();
+    Ok(move |case: &str| -> anyhow::Result<Tensor> {
+        latent_grid(case)?;
+        let z = io[&format!("{case}.latents")].to_dtype(dt)?;
+        let t = Tensor::new(&[DECODE_T], &dev)?.to_dtype(dt)?;
+        Ok(decoder.forward(&z, Some(&t), &mut vae::NoiseGen::off())?)
+    })
+}
