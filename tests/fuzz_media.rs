@@ -114,6 +114,80 @@ fn judge(r: &Run, dir: &Path, out: Option<&Path>, ok: impl Fn(&Run) -> Result<()
     Ok(format!("error: {}", kind_of(line.trim_start_matches("weft: "))))
 }
 
+/// Case `i` of `media-gaps` under `seed`, in `dir`: (what was done, verdict).
+fn gaps_case(seeds: &[(String, Vec<u8>)], dir: &Path, seed: u64, i: usize) -> (String, Result<String, String>) {
+    let mut rng = case_rng("media-gaps", seed, i);
+    std::fs::create_dir_all(dir).unwrap();
+    let (input, what) = mutated_input(&mut rng, seeds, dir);
+    let json = rng.random_bool(0.7);
+    let mut cmd = weft();
+    cmd.arg("gaps").arg(&input).arg("-q");
+    if json {
+        cmd.arg("--json");
+    }
+    if verbose() {
+        eprintln!("[media-gaps] case {i}: {what}");
+    }
+    let r = run_limited(&mut cmd, LIMIT);
+    let verdict = judge(&r, dir, None, |r| {
+        if json {
+            let v: serde_json::Value =
+                serde_json::from_str(&r.stdout).map_err(|e| format!("gaps --json printed no JSON ({e}): {}", tail(&r.stdout)))?;
+            if v["frames"].as_u64().is_none_or(|n| n == 0) {
+                return Err(format!("gaps succeeded with no frames: {}", tail(&r.stdout)));
+            }
+        } else if !r.stdout.contains("fps") {
+            return Err(format!("gaps printed no summary: {}", tail(&r.stdout)));
+        }
+        Ok(())
+    });
+    (what, verdict)
+}
+
+/// Case `i` of `media-infill` under `seed`, in `dir`: (what was done, verdict).
+fn infill_case(seeds: &[(String, Vec<u8>)], tiny: &Path, dir: &Path, seed: u64, i: usize) -> (String, Result<String, String>) {
+    let mut rng = case_rng("media-infill", seed, i);
+    std::fs::create_dir_all(dir).unwrap();
+    let (input, mut what) = mutated_input(&mut rng, seeds, dir);
+    let out = dir.join(if rng.random_bool(0.8) { "out.mkv" } else { "out.mp4" });
+    let mut cmd = weft();
+    cmd.arg("infill").arg(&input).arg("-o").arg(&out).args(["-q", "--steps", "1"]);
+    if out.extension().is_some_and(|e| e == "mkv") {
+        cmd.args(["--codec", "ffv1"]);
+    } else {
+        cmd.args(["--preset", "ultrafast"]);
+    }
+    if rng.random_bool(0.8) {
+        cmd.arg("--model").arg(tiny);
+    } else {
+        what += " [embedded model]";
+    }
+    let variant: &[&str] = match rng.random_range(0..10) {
+        0 => &["--max-gap", "2"],
+        1 => &["--dups"],
+        2 => &["--range", "2..5"],
+        3 => &["--fps", "50"],
+        4 => &["--estimator", "blend"],
+        _ => &[],
+    };
+    cmd.args(variant);
+    if !variant.is_empty() {
+        what += &format!(" {}", variant.join(" "));
+    }
+    if verbose() {
+        eprintln!("[media-infill] case {i}: {what}");
+    }
+    let r = run_limited(&mut cmd, LIMIT);
+    let verdict = judge(&r, dir, Some(&out), |_| {
+        let n = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        if n == 0 {
+            return Err("infill succeeded but wrote no output".into());
+        }
+        Ok(())
+    });
+    (what, verdict)
+}
+
 #[test]
 fn gaps_on_damaged_videos() {
     let seeds = seeds();
@@ -123,33 +197,11 @@ fn gaps_on_damaged_videos() {
         if !tally.selected(i) {
             continue;
         }
-        let mut rng = case_rng("media-gaps", tally.seed, i);
+        tally.run += 1;
         let dir = root.join(format!("case{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (input, what) = mutated_input(&mut rng, &seeds, &dir);
-        let json = rng.random_bool(0.7);
-        let mut cmd = weft();
-        cmd.arg("gaps").arg(&input).arg("-q");
-        if json {
-            cmd.arg("--json");
-        }
-        tally.start(i, &what);
-        let r = run_limited(&mut cmd, LIMIT);
-        let verdict = judge(&r, &dir, None, |r| {
-            if json {
-                let v: serde_json::Value =
-                    serde_json::from_str(&r.stdout).map_err(|e| format!("gaps --json printed no JSON ({e}): {}", tail(&r.stdout)))?;
-                if v["frames"].as_u64().is_none_or(|n| n == 0) {
-                    return Err(format!("gaps succeeded with no frames: {}", tail(&r.stdout)));
-                }
-            } else if !r.stdout.contains("fps") {
-                return Err(format!("gaps printed no summary: {}", tail(&r.stdout)));
-            }
-            Ok(())
-        });
-        match verdict {
-            Ok(k) => tally.outcome(&k),
-            Err(why) => tally.fail(i, &what, &why),
+        match gaps_case(&seeds, &dir, tally.seed, i) {
+            (_, Ok(k)) => tally.outcome(&k),
+            (what, Err(why)) => tally.fail(i, &what, &why),
         }
         done_with(&dir);
     }
@@ -166,47 +218,11 @@ fn infill_on_damaged_videos() {
         if !tally.selected(i) {
             continue;
         }
-        let mut rng = case_rng("media-infill", tally.seed, i);
+        tally.run += 1;
         let dir = root.join(format!("case{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (input, mut what) = mutated_input(&mut rng, &seeds, &dir);
-        let out = dir.join(if rng.random_bool(0.8) { "out.mkv" } else { "out.mp4" });
-        let mut cmd = weft();
-        cmd.arg("infill").arg(&input).arg("-o").arg(&out).args(["-q", "--steps", "1"]);
-        if out.extension().is_some_and(|e| e == "mkv") {
-            cmd.args(["--codec", "ffv1"]);
-        } else {
-            cmd.args(["--preset", "ultrafast"]);
-        }
-        if rng.random_bool(0.8) {
-            cmd.arg("--model").arg(&tiny);
-        } else {
-            what += " [embedded model]";
-        }
-        let variant: &[&str] = match rng.random_range(0..10) {
-            0 => &["--max-gap", "2"],
-            1 => &["--dups"],
-            2 => &["--range", "2..5"],
-            3 => &["--fps", "50"],
-            4 => &["--estimator", "blend"],
-            _ => &[],
-        };
-        cmd.args(variant);
-        if !variant.is_empty() {
-            what += &format!(" {}", variant.join(" "));
-        }
-        tally.start(i, &what);
-        let r = run_limited(&mut cmd, LIMIT);
-        let verdict = judge(&r, &dir, Some(&out), |_| {
-            let n = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
-            if n == 0 {
-                return Err("infill succeeded but wrote no output".into());
-            }
-            Ok(())
-        });
-        match verdict {
-            Ok(k) => tally.outcome(&k),
-            Err(why) => tally.fail(i, &what, &why),
+        match infill_case(&seeds, &tiny, &dir, tally.seed, i) {
+            (_, Ok(k)) => tally.outcome(&k),
+            (what, Err(why)) => tally.fail(i, &what, &why),
         }
         done_with(&dir);
     }
@@ -223,6 +239,28 @@ mod regressions {
         cmd.arg("infill").arg(input).arg("-o").arg(out).args(["-q", "--steps", "1", "--codec", "ffv1", "--model"]);
         cmd.arg(support::model()).args(extra);
         run_limited(&mut cmd, Duration::from_secs(30))
+    }
+
+    /// The fuzz cases that failed, replayed (the same mutations of the same
+    /// seed clips; with another FFmpeg the seeds, and so the cases, may differ).
+    #[test]
+    fn failed_fuzz_cases_replayed() {
+        let seeds = seeds();
+        let tiny = support::model();
+        let root = tempfile::tempdir().unwrap();
+        // "out.mkv: cannot write: Invalid argument" (copied audio going back
+        // in time; damaged AAC parameters), "cannot open: Input/output error",
+        // "cannot open: Cannot allocate memory".
+        for (seed, i) in [(1592651789, 314), (1592651789, 1905), (1592651789, 13), (1592651789, 172)] {
+            let (what, v) = infill_case(&seeds, &tiny, &root.path().join(format!("{seed}-{i}")), seed, i);
+            assert!(v.is_ok(), "media-infill {seed}/{i} ({what}): {v:?}");
+        }
+        // "cannot write the header: Invalid argument" (a second, 0x0 video
+        // track copied), "no decoder for the video codec RAWVIDEO: Invalid argument".
+        for (seed, i) in [(20261202, 113), (20261202, 607), (20261202, 1122), (20261202, 1179)] {
+            let (what, v) = infill_case(&seeds, &tiny, &root.path().join(format!("{seed}-{i}")), seed, i);
+            assert!(v.is_ok(), "media-infill {seed}/{i} ({what}): {v:?}");
+        }
     }
 
     #[test]

@@ -372,9 +372,13 @@ pub fn run_plan<E: From<WeftError>>(
         }
     }
     // Real known frames by position, for the basis of every slot to
-    // generate (`prior::basis_at`).
+    // generate (`prior::basis_at`), their times counted from the plan's
+    // first slot (exact in f32 however far from 0 the plan lies; see
+    // `Plan::normalise`).
+    let base = plan.entries().first().map_or(0, |e| e.0);
+    let time_of = |p: i64| (p - base) as f32;
     let known_at: std::collections::BTreeMap<i64, (f32, &Frame)> =
-        known.iter().map(|(p, f)| (*p, (*p as f32, *f))).collect();
+        known.iter().map(|(p, f)| (*p, (time_of(*p), *f))).collect();
     let estimator = match (model.interpolator(), model.transformer()) {
         (Some(i), _) => Estimator::Interpolator(i, opts.estimator),
         (None, Some(t)) => Estimator::Prior(t.config().prior),
@@ -404,7 +408,7 @@ pub fn run_plan<E: From<WeftError>>(
             .map(|(p, f)| WindowSlot {
                 tpos: (p - origin) as f32,
                 frame: *f,
-                basis: if f.is_none() { prior::basis_at(&known_at, *p, *p as f32) } else { None },
+                basis: if f.is_none() { prior::basis_at(&known_at, *p, time_of(*p)) } else { None },
             })
             .collect();
         // Motion pairs (and extension checks) this window does not use and

@@ -27,8 +27,10 @@ pub enum Direction {
 /// Frame slots at integer positions on the clip's frame grid (frame numbers
 /// at the stream's rate). Positions need not be contiguous: known frames far
 /// from a gap keep their true distance in time. They must lie within
-/// ±[`MAX_POSITION`] (where every position is exact in the f32 times the
-/// models see, and no arithmetic on them overflows).
+/// ±[`MAX_POSITION`] (no arithmetic on them overflows), and the models see
+/// times counted from the plan's first slot in f32: slots whose times f32
+/// cannot tell apart (one position apart, 2^24 or more from the first slot)
+/// are an error.
 ///
 /// [`MAX_POSITION`]: Plan::MAX_POSITION
 #[derive(Clone, Debug, Default)]
@@ -37,9 +39,8 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// The largest position a plan may use, either way from 0: 2^24 frames
-    /// (over three days at 60 fps).
-    pub const MAX_POSITION: i64 = 1 << 24;
+    /// The largest position a plan may use, either way from 0: 2^48.
+    pub const MAX_POSITION: i64 = 1 << 48;
 
     pub fn new() -> Self {
         Self::default()
@@ -128,6 +129,14 @@ impl<'a> Plan<'a> {
         }
         if let Some(w) = self.entries.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(WeftError::BadPlan(format!("two slots at position {}", w[0].0)));
+        }
+        // The times the models see (`run_plan`): each slot's distance from the first, in f32.
+        let first = self.entries.first().map_or(0, |e| e.0);
+        if let Some(w) = self.entries.windows(2).find(|w| (w[0].0 - first) as f32 >= (w[1].0 - first) as f32) {
+            return Err(WeftError::BadPlan(format!(
+                "positions {} and {} are too close for their distance from the first slot ({first}) to tell them apart",
+                w[0].0, w[1].0
+            )));
         }
         let mut size = None;
         for (pos, slot) in &self.entries {

@@ -1727,7 +1727,7 @@ pub struct Conv3d {
     w: Option<Vec<f32>>,
     /// bf16 (AMX / AVX-512 BF16): one packed `[cout, k * cin]` matrix per tap.
     packed: Option<Vec<Packed>>,
-    /// f32 on AVX-512: `[tile of 12 outputs][tap][cin][12]` for the direct path.
+    /// f32 on AVX-512: `[tile of 12 outputs][cin][tap][12]` for the direct path.
     direct: Option<Vec<f32>>,
     bias: Vec<f32>,
 }
@@ -1785,13 +1785,13 @@ impl Conv3d {
             let tiles = cout.div_ceil(DC_R);
             let mut wd = zeroed::<f32>(tiles * kw * cin * DC_R);
             wd.par_chunks_mut(kw * cin * DC_R).enumerate().for_each(|(ti, tile)| {
-                for tap in 0..kw {
-                    let (dt, dy, dx) = (tap / (k * k), (tap / k) % k, tap % k);
-                    for c in 0..cin {
+                for c in 0..cin {
+                    for tap in 0..kw {
+                        let (dt, dy, dx) = (tap / (k * k), (tap / k) % k, tap % k);
                         for i in 0..DC_R {
                             let o = ti * DC_R + i;
                             if o < cout {
-                                tile[(tap * cin + c) * DC_R + i] = at(o, c, dt, dy, dx);
+                                tile[(c * kw + tap) * DC_R + i] = at(o, c, dt, dy, dx);
                             }
                         }
                     }
@@ -2236,14 +2236,13 @@ impl Conv3d {
                     vecs.push((last.0, last.1, 0));
                 }
                 let strips = vecs.len() / 2;
-                // Tap offsets (in q) for this output frame, relative to (y, x0) = (0, 0).
-                let mut taps = [0usize; 27];
+                // Offsets (in q) of the (kt, ky) input rows for this output
+                // frame, relative to (y, x0) = (0, 0); kx is a further +dx.
+                let mut rows = [0usize; 9];
                 for dt in 0..k {
                     let st = (to + dt).saturating_sub(left).min(t - 1);
                     for dy in 0..k {
-                        for dx in 0..k {
-                            taps[(dt * k + dy) * k + dx] = ((bi * t + st) * hp + dy) * row_len + dx;
-                        }
+                        rows[dt * k + dy] = ((bi * t + st) * hp + dy) * row_len;
                     }
                 }
                 let t0 = gi * group;
@@ -2264,8 +2263,8 @@ impl Conv3d {
                                 // the tile's [tap][C][12] weights; acc is sized above.
                                 unsafe {
                                     dc::tile(
-                                        q.as_ptr().add(base), &taps[..kw], off1, ma, mb, cn, wq,
-                                        wt.as_ptr().add(c0 * DC_R), c * DC_R,
+                                        q.as_ptr().add(base), &rows[..k * k], k, off1, ma, mb, cn, wq,
+                                        wt.as_ptr().add(c0 * kw * DC_R),
                                         acc.as_mut_ptr().add((ti * strips + si) * DC_R * 32), c0 > 0,
                                     );
                                 }
@@ -2394,17 +2393,18 @@ mod dc {
         if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
     }
 
-    /// `acc[12][32] (+)= sum over taps, channels of w[tap][ch][12] x input`:
-    /// vector 0 = `m0` pixels at `q + tap`, vector 1 = `m1` pixels at `q + tap +
-    /// off1`, channel stride `cs`; weights of tap `t` at `w + t * wts`.
+    /// `acc[12][32] (+)= sum over channels, (kt, ky) rows, kx of
+    /// w[ch][tap][12] x input`: vector 0 = `m0` pixels at `q + row + kx + ch *
+    /// cs`, vector 1 the same at `+ off1`. Channels outermost, so that the
+    /// `kx` shifts and neighbouring rows reuse the cache lines just loaded.
     ///
     /// # Safety
     /// AVX-512F; all (masked) reads in bounds; acc holds 384 floats.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     pub unsafe fn tile(
-        q: *const f32, taps: &[usize], off1: isize, m0: usize, m1: usize, cn: usize, cs: usize, w: *const f32,
-        wts: usize, acc: *mut f32, accumulate: bool,
+        q: *const f32, rows: &[usize], kx: usize, off1: isize, m0: usize, m1: usize, cn: usize, cs: usize,
+        w: *const f32, acc: *mut f32, accumulate: bool,
     ) {
         let (k0, k1) = (mask(m0), mask(m1));
         let mut a = [[_mm512_setzero_ps(); 2]; DC_R];
@@ -2415,20 +2415,23 @@ mod dc {
                     r[1] = _mm512_loadu_ps(acc.add(i * 32 + 16));
                 }
             }
-            for (ti, &tap) in taps.iter().enumerate() {
-                let mut p = q.add(tap);
-                let mut wp = w.add(ti * wts);
-                for _ in 0..cn {
-                    let x0 = _mm512_maskz_loadu_ps(k0, p);
-                    let x1 = _mm512_maskz_loadu_ps(k1, p.offset(off1));
-                    for (i, r) in a.iter_mut().enumerate() {
-                        let wv = _mm512_set1_ps(*wp.add(i));
-                        r[0] = _mm512_fmadd_ps(wv, x0, r[0]);
-                        r[1] = _mm512_fmadd_ps(wv, x1, r[1]);
+            let mut wp = w;
+            let mut qc = q;
+            for _ in 0..cn {
+                for &row in rows {
+                    let p = qc.add(row);
+                    for dx in 0..kx {
+                        let x0 = _mm512_maskz_loadu_ps(k0, p.add(dx));
+                        let x1 = _mm512_maskz_loadu_ps(k1, p.add(dx).offset(off1));
+                        for (i, r) in a.iter_mut().enumerate() {
+                            let wv = _mm512_set1_ps(*wp.add(i));
+                            r[0] = _mm512_fmadd_ps(wv, x0, r[0]);
+                            r[1] = _mm512_fmadd_ps(wv, x1, r[1]);
+                        }
+                        wp = wp.add(DC_R);
                     }
-                    p = p.add(cs);
-                    wp = wp.add(DC_R);
                 }
+                qc = qc.add(cs);
             }
             for (i, r) in a.iter().enumerate() {
                 _mm512_storeu_ps(acc.add(i * 32), r[0]);

@@ -38,6 +38,13 @@
 //! loads as is; [`Config`] reads diffusers' `transformer/config.json`.
 //! Computation happens in the `VarBuilder`'s dtype, with norms, rotary tables
 //! and the timestep sinusoids in f32.
+//!
+//! On the CPU (f32 / bf16) the blocks use [`super::kernels`]: linear layers
+//! with fused bias/GELU on AVX-512 (f32) or AMX / AVX-512 BF16 (bf16) with
+//! weights repacked at load, attention over chunks of queries (bounded score
+//! buffer, fused scale + mask + softmax), and fused RMSNorm + adaLN
+//! modulation, q/k norm + rotary embedding and gated residuals. Elsewhere
+//! (CUDA) the same computation runs as candle ops, attention chunked too.
 
 use candle_core::{D, DType, Device, Module, Result, Tensor, bail};
 use candle_nn::VarBuilder;

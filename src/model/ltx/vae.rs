@@ -39,7 +39,16 @@
 //!   ([`normalize_latents`] / [`denormalize_latents`]).
 //!
 //! Parameter names are diffusers' own, so `vae/diffusion_pytorch_model.safetensors`
-//! loads as is; [`Config`] reads diffusers' `vae/config.json`. Computation is f32.
+//! loads as is; [`Config`] reads diffusers' `vae/config.json`. Computation is in
+//! the `VarBuilder`'s dtype (f32 or bf16).
+//!
+//! On the CPU, stride-1 convolutions run on [`kernels::Conv3d`] (no im2col
+//! buffer: f32 as a direct convolution over a padded `[T][H][C][W]` copy,
+//! bf16 on AMX / AVX-512 BF16 tiles), with each resnet's RMSNorm +
+//! shift/scale + SiLU (and the shortcut's LayerNorm) fused into the copy of
+//! the convolution's input, the residual addition into its output, and the
+//! upsamplers' depth-to-space (+ residual) and the final un-patchify written
+//! directly by the convolution's epilogue.
 
 use std::sync::{Arc, Mutex};
 
