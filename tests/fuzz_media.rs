@@ -193,7 +193,7 @@ fn gaps_on_damaged_videos() {
     let seeds = seeds();
     let (root, _keep) = case_root("media-gaps");
     let mut tally = Tally::new("media-gaps");
-    for i in 0..cases(100) {
+    for i in 0..cases(80) {
         if !tally.selected(i) {
             continue;
         }
@@ -214,7 +214,7 @@ fn infill_on_damaged_videos() {
     let tiny = support::model();
     let (root, _keep) = case_root("media-infill");
     let mut tally = Tally::new("media-infill");
-    for i in 0..cases(100) {
+    for i in 0..cases(80) {
         if !tally.selected(i) {
             continue;
         }

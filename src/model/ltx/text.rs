@@ -231,11 +231,17 @@ fn check_precompiled(path: &Path) -> Result<()> {
     for p in found {
         // From text, as tokenizers reads it (the charsmap is a borrowed string).
         serde_json::from_str::<tokenizers::normalizers::Precompiled>(&p.to_string()).map_err(|e| {
-            let e: String = e.to_string().chars().take(200).collect();
-            err(format!("{}: its Precompiled normalizer is damaged: {e}", path.display()))
+            err(format!("{}: its Precompiled normalizer is damaged: {}", path.display(), brief(e)))
         })?;
     }
     Ok(())
+}
+
+/// An error message of a readable length: serde quotes the value it
+/// rejects, which in a damaged tokenizer.json can be a 300 KB string.
+fn brief(e: impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    if s.chars().count() > 300 { format!("{}...", s.chars().take(300).collect::<String>()) } else { s }
 }
 
 impl T5Tokenizer {
@@ -265,7 +271,7 @@ impl T5Tokenizer {
     pub fn from_tokenizer_json(path: &Path) -> Result<Self> {
         check_precompiled(path)?;
         let mut tokenizer =
-            Tokenizer::from_file(path).map_err(|e| err(format!("{}: {e}", path.display())))?;
+            Tokenizer::from_file(path).map_err(|e| err(format!("{}: {}", path.display(), brief(e))))?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)

@@ -24,7 +24,29 @@ fn bad(path: &Path, reason: impl Into<String>) -> WeftError {
     WeftError::WeightsCorrupt { path: path.to_path_buf(), reason: reason.into() }
 }
 
-/// Removes a temporary file when dropped.
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into an error without printing it: candle's
+/// pickle reader (0.11) indexes past the end of damaged argument tuples.
+/// The panic hook is wrapped once; it stays silent only on this thread,
+/// only while `f` runs.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                prev(info)
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    r
+}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -54,7 +76,8 @@ pub fn import(source: &Path, dtype: WeightDtype, scratch: &Path) -> Result<Inter
         (bytes.clone(), name, None)
     };
     let pkl_path = _tmp.as_ref().map_or(source.to_path_buf(), |t| t.path().to_path_buf());
-    let read = candle_core::pickle::read_all_with_key(&pkl_path, None)
+    let read = quietly(|| candle_core::pickle::read_all_with_key(&pkl_path, None))
+        .map_err(|_| bad(source, "cannot read the torch checkpoint: its pickle is damaged (the reader gave up on it)"))?
         .map_err(|e| bad(source, format!("cannot read the torch checkpoint: {e}")))?;
 
     let mut cfg = Config { weight_dtype: dtype, ..Config::default() };
