@@ -5,65 +5,17 @@
 //! sizes, known frames untouched, windows, seeds).
 
 mod common;
-
-use std::path::{Path, PathBuf};
+#[path = "ltx_support.rs"]
+mod ltx_support;
 
 use common::{clip, pattern};
-use serde_json::json;
+use ltx_support::tiny_snapshot;
 use weft::model::ltx::generate::LtxSettings;
 use weft::{Direction, Frame, GenerateOptions, Model, Plan};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ltx").join(name)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-    }
-}
-
-/// The tiny fixtures as a diffusers snapshot (0.9.5-style scheduler: no dynamic shift).
-fn snapshot(root: &Path) {
-    std::fs::create_dir_all(root).unwrap();
-    let mi = json!({
-        "_class_name": "LTXConditionPipeline", "_diffusers_version": "0.42.1",
-        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
-        "transformer": ["diffusers", "LTXVideoTransformer3DModel"],
-        "vae": ["diffusers", "AutoencoderKLLTXVideo"],
-        "text_encoder": ["transformers", "T5EncoderModel"],
-        "tokenizer": ["transformers", "T5TokenizerFast"],
-    });
-    std::fs::write(root.join("model_index.json"), mi.to_string()).unwrap();
-    copy_dir(&fixture("t5/text_encoder"), &root.join("text_encoder"));
-    copy_dir(&fixture("t5/tokenizer"), &root.join("tokenizer"));
-    let t = root.join("transformer");
-    std::fs::create_dir_all(&t).unwrap();
-    std::fs::copy(fixture("transformer_config.json"), t.join("config.json")).unwrap();
-    std::fs::copy(fixture("transformer.safetensors"), t.join("diffusion_pytorch_model.safetensors")).unwrap();
-    let v = root.join("vae");
-    std::fs::create_dir_all(&v).unwrap();
-    // The tiny VAE compresses 16x in space (its "temporal" block does not
-    // downsample in space) and 4x in time; its config says so explicitly, as
-    // the released configs do (32 and 8), since diffusers' default formula
-    // (patch * 2^scalings) would say 32.
-    let mut vcfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixture("vae_config.json")).unwrap()).unwrap();
-    vcfg["spatial_compression_ratio"] = json!(16);
-    vcfg["temporal_compression_ratio"] = json!(4);
-    std::fs::write(v.join("config.json"), vcfg.to_string()).unwrap();
-    std::fs::copy(fixture("vae.safetensors"), v.join("diffusion_pytorch_model.safetensors")).unwrap();
-    let s = root.join("scheduler");
-    std::fs::create_dir_all(&s).unwrap();
-    let sched = json!({"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000, "shift": 1.0,
-                       "use_dynamic_shifting": false});
-    std::fs::write(s.join("scheduler_config.json"), sched.to_string()).unwrap();
-}
-
 fn model() -> (tempfile::TempDir, Model) {
     let d = tempfile::tempdir().unwrap();
-    snapshot(d.path());
+    tiny_snapshot(d.path(), true);
     let m = Model::load(d.path()).unwrap();
     assert!(m.ltx().is_some());
     (d, m)
@@ -152,13 +104,7 @@ fn bad_settings_and_a_missing_text_encoder_are_errors() {
     assert!(e.contains("longer than 16 tokens"), "{e}");
     // No text encoder in the snapshot: a clear error naming it.
     let d = tempfile::tempdir().unwrap();
-    snapshot(d.path());
-    std::fs::remove_dir_all(d.path().join("text_encoder")).unwrap();
-    std::fs::remove_dir_all(d.path().join("tokenizer")).unwrap();
-    let mut mi: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("model_index.json")).unwrap()).unwrap();
-    mi.as_object_mut().unwrap().remove("text_encoder");
-    mi.as_object_mut().unwrap().remove("tokenizer");
-    std::fs::write(d.path().join("model_index.json"), mi.to_string()).unwrap();
+    tiny_snapshot(d.path(), false);
     let m2 = Model::load(d.path()).unwrap();
     let e = weft::extend(&m2, &c, 2, Direction::Forward, &opts(0)).unwrap_err().to_string();
     assert!(e.contains("text encoder"), "{e}");
