@@ -80,6 +80,9 @@ fn main() -> anyhow::Result<()> {
     if model == "matmul" {
         return matmul_bench(match dtype.as_str() { "bf16" => DType::BF16, _ => DType::F32 }, repeat.max(3), &dev);
     }
+    if model == "attention" {
+        return attention_bench(match dtype.as_str() { "bf16" => DType::BF16, _ => DType::F32 }, repeat.max(2), &dev);
+    }
     let dir = dir.context("usage: ltx_bench DIR --model transformer|vae [--dtype f32|bf16] [--cases small,large] [--out FILE]")?;
     let dt = match dtype.as_str() {
         "f32" => DType::F32,
@@ -133,6 +136,30 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// GFLOP/s of one self-attention of the 2B transformer (32 heads of 64) at
+/// the small and large cases' token counts (640, 2688): weft's kernel.
+fn attention_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
+    for s in [640usize, 2688] {
+        let r = |seed: f32| -> anyhow::Result<Tensor> { Ok((Tensor::randn(seed, 1.0, (1, s, 2048), dev)?).to_dtype(dt)?) };
+        let (q, k, v) = (r(0.0)?, r(0.1)?, r(0.2)?);
+        let flop = 4.0 * (s * s * 2048) as f64;
+        kernels::attention(&q, &k, &v, 32, None)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..repeat {
+            let t = Instant::now();
+            kernels::attention(&q, &k, &v, 32, None)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "{}",
+            serde_json::json!({"event": "attention", "tokens": s, "dtype": format!("{dt:?}"),
+                "seconds": (best * 1000.0).round() / 1000.0, "gflops": (flop / best / 1e9).round(),
+                "per_step_28_layers_s": (best * 28.0 * 10.0).round() / 10.0})
+        );
+    }
+    Ok(())
+}
+
 /// GFLOP/s of the 640x2048 by 2048x8192 product (the feed-forward's first
 /// layer at 640 tokens): candle's matmul, and weft's `Linear` (for bf16 with
 /// the path `WEFT_LTX_BF16` selects).
@@ -172,8 +199,8 @@ fn matmul_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
 }
 
 fn var_builder(file: &Path, dt: DType, dev: &Device) -> anyhow::Result<VarBuilder<'static>> {
-    // SAFETY: the bench files are not modified while mapped.
-    Ok(unsafe { VarBuilder::from_mmaped_safetensors(&[file], dt, dev)? })
+    // weft's loader (positioned reads, no memory map), as `weft` loads models.
+    Ok(weft::model::ltx::load::read_var_builder(&[file.to_path_buf()], dt, dev)?)
 }
 
 fn load_transformer(
@@ -188,7 +215,6 @@ fn load_transformer(
     let model = {
         let vb = var_builder(&d.join("diffusion_pytorch_model.safetensors"), dt, dev)?;
         transformer::LtxVideoTransformer3DModel::new(&cfg, vb)?
-        // The mapping is dropped here: only the model's own copy stays resident.
     };
     let dev = dev.clone();
     Ok(move |case: &str| -> anyhow::Result<Tensor> {

@@ -218,7 +218,7 @@ mod video {
 
     use clap::{Args, Subcommand};
     use weft::pipeline::{self, FrameRange, InfillOptions, OutputOptions, Progress, Report, RetimeOptions, Select, Summary};
-    use weft::model::ltx::generate::LtxSettings;
+    use weft::model::ltx::generate::{LtxPreset, LtxSettings};
     use weft::{Direction, GenerateOptions, Model};
 
     #[derive(Subcommand)]
@@ -347,7 +347,9 @@ mod video {
         #[arg(long, value_name = "PATH")]
         model: Option<PathBuf>,
         /// Sampler steps per frame window: weft transformers default to 4,
-        /// LTX-Video to 30 (ignored with --timesteps).
+        /// LTX-Video to its recipe's (30 dev; a distilled checkpoint's fixed
+        /// 8 timesteps give way to N evenly shifted ones; ignored with
+        /// --timesteps).
         #[arg(long, value_name = "N")]
         steps: Option<usize>,
         /// In-between estimator of a flow-interpolator model: auto (per gap,
@@ -379,11 +381,17 @@ mod video {
         /// What they should not show (with guidance only; default: none).
         #[arg(long, value_name = "TEXT")]
         negative_prompt: Option<String>,
-        /// Classifier-free guidance scale in [1, 50], 1 = off. Default 3.0, or
-        /// 1.0 for a distilled checkpoint, told by its file or folder name
-        /// holding "distilled" (the configs carry no such flag).
+        /// Classifier-free guidance scale in [1, 50], 1 = off. Default: the
+        /// recipe's (3.0 dev, 1.0 distilled).
         #[arg(long, value_name = "G", allow_negative_numbers = true)]
         guidance: Option<f64>,
+        /// Sampling recipe: dev (guidance 3, 30 steps) or distilled (no
+        /// guidance, the fixed timesteps 1000,993,987,981,975,909,725,0.03,
+        /// no noise on conditioning frames). Default: distilled when the
+        /// checkpoint's name says "distilled" or its metadata lists fixed
+        /// inference steps, else dev.
+        #[arg(long, value_enum, value_name = "RECIPE")]
+        ltx_preset: Option<LtxPresetArg>,
         /// Short side of the size generated at, in pixels (32..=2048; the
         /// frames are scaled to it and back). Default 512.
         #[arg(long, value_name = "PX", allow_negative_numbers = true)]
@@ -404,6 +412,12 @@ mod video {
     }
 
     #[derive(Clone, Copy, clap::ValueEnum)]
+    pub enum LtxPresetArg {
+        Dev,
+        Distilled,
+    }
+
+    #[derive(Clone, Copy, clap::ValueEnum)]
     pub enum LtxDtype {
         F32,
         Bf16,
@@ -416,6 +430,7 @@ mod video {
                 ("--prompt", self.prompt.is_some()),
                 ("--negative-prompt", self.negative_prompt.is_some()),
                 ("--guidance", self.guidance.is_some()),
+                ("--ltx-preset", self.ltx_preset.is_some()),
                 ("--gen-size", self.gen_size.is_some()),
                 ("--text-encoder", self.text_encoder.is_some()),
                 ("--dtype", self.dtype.is_some()),
@@ -431,6 +446,7 @@ mod video {
             let cannot = match opt {
                 "--prompt" | "--negative-prompt" => "cannot follow a prompt",
                 "--guidance" => "has no prompt to guide by",
+                "--ltx-preset" => "has no sampling recipe",
                 "--gen-size" => "works at the clip's own size",
                 "--text-encoder" => "has no use for a text encoder",
                 "--dtype" => "computes in its own dtype",
@@ -442,10 +458,12 @@ mod video {
         /// The settings for the LTX-Video model at `path`, each option checked
         /// on its own (the error names it), then together.
         fn settings(&self, path: &std::path::Path, steps: Option<usize>) -> anyhow::Result<LtxSettings> {
-            let mut base = LtxSettings::default();
-            if is_distilled(path) {
-                base.guidance = 1.0;
-            }
+            let preset = match self.ltx_preset {
+                Some(LtxPresetArg::Dev) => LtxPreset::Dev,
+                Some(LtxPresetArg::Distilled) => LtxPreset::Distilled,
+                None => weft::model::ltx::load::detect_preset(path),
+            };
+            let base = preset.settings();
             let timesteps = self.timesteps.as_deref().map(parse_timesteps).transpose()?;
             let mut s = base.clone();
             let apply: [(&str, Setter); 6] = [
@@ -453,8 +471,17 @@ mod video {
                 ("--negative-prompt", &|s| s.negative_prompt = self.negative_prompt.clone()),
                 ("--guidance", &|s| s.guidance = self.guidance.unwrap_or(s.guidance)),
                 ("--gen-size", &|s| s.gen_size = self.gen_size.unwrap_or(s.gen_size)),
-                ("--steps", &|s| s.steps = steps.unwrap_or(s.steps)),
-                ("--timesteps", &|s| s.timesteps = timesteps.clone()),
+                ("--steps", &|s| {
+                    if let Some(n) = steps {
+                        s.steps = n;
+                        s.timesteps = None;
+                    }
+                }),
+                ("--timesteps", &|s| {
+                    if timesteps.is_some() {
+                        s.timesteps = timesteps.clone()
+                    }
+                }),
             ];
             for (name, f) in apply {
                 let mut one = base.clone();
@@ -485,13 +512,6 @@ mod video {
             weft::WeftError::BadOptions(m) => m,
             e => e.to_string(),
         }
-    }
-
-    /// A distilled LTX-Video checkpoint, as Lightricks names them
-    /// (`ltxv-13b-0.9.7-distilled.safetensors`, `LTX-Video-0.9.7-distilled/`).
-    fn is_distilled(path: &std::path::Path) -> bool {
-        let name = std::fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_lowercase()));
-        name.or_else(|| path.file_name().map(|n| n.to_string_lossy().to_lowercase())).is_some_and(|n| n.contains("distilled"))
     }
 
     /// `--timesteps 1000,993,987,...`: numbers in (0, 1000], decreasing.

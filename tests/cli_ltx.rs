@@ -35,7 +35,7 @@ fn extend_fails(dir: &Path, input: &Path, extra: &[&str], needle: &str) -> Strin
     line
 }
 
-const LTX_ONLY: [(&str, &str); 7] = [
+const LTX_ONLY: [(&str, &str); 8] = [
     ("--prompt", "a red fox"),
     ("--negative-prompt", "blurry"),
     ("--guidance", "3"),
@@ -43,6 +43,7 @@ const LTX_ONLY: [(&str, &str); 7] = [
     ("--text-encoder", "."),
     ("--dtype", "bf16"),
     ("--timesteps", "1000,500"),
+    ("--ltx-preset", "distilled"),
 ];
 
 #[test]
@@ -216,18 +217,33 @@ fn an_ltx_snapshot_extends_infills_and_animates() {
     assert_eq!(video_md5s(&clip_out).len(), 5);
 }
 
-/// A distilled checkpoint's name turns guidance off by default: the frames
-/// are those of `--guidance 1` on the same weights.
+/// A distilled checkpoint (told by its name) takes the distilled recipe: no
+/// guidance and its fixed timesteps; the frames are those of
+/// `--ltx-preset distilled` on the same weights under a dev name, and
+/// `--ltx-preset dev` brings the dev recipe back.
 #[test]
-fn a_distilled_checkpoint_defaults_to_no_guidance() {
+fn a_distilled_checkpoint_takes_the_distilled_recipe() {
     let d = tempfile::tempdir().unwrap();
     let c = short_clip(d.path());
     let plain = snapshot(d.path(), "LTX-Video-0.9.7-dev", true);
     let distilled = snapshot(d.path(), "LTX-Video-0.9.7-distilled", true);
     let (p, q) = (plain.to_str().unwrap(), distilled.to_str().unwrap());
-    let unguided = ltx_extend(d.path(), &c, p, "p1.mkv", &["--guidance", "1"]);
-    let guided = ltx_extend(d.path(), &c, p, "p3.mkv", &[]);
-    assert_ne!(unguided, guided, "the default guidance of a dev checkpoint is 3");
-    assert_eq!(ltx_extend(d.path(), &c, q, "q.mkv", &[]), unguided);
-    assert_eq!(ltx_extend(d.path(), &c, q, "q3.mkv", &["--guidance", "3"]), guided);
+    let run = |snap: &str, name: &str, extra: &[&str]| {
+        let out = d.path().join(name);
+        ok(weft()
+            .arg("extend")
+            .arg(&c)
+            .arg("-o")
+            .arg(&out)
+            .args(["--frames", "4", "--codec", "ffv1", "--gen-size", "32", "-q", "--model", snap, "--prompt", "a red fox"])
+            .args(extra));
+        video_md5s(&out)
+    };
+    let q_default = run(q, "q.mkv", &[]);
+    assert_eq!(run(p, "p-distilled.mkv", &["--ltx-preset", "distilled"]), q_default);
+    let dev = run(p, "p.mkv", &["--steps", "2"]);
+    assert_ne!(dev, q_default);
+    assert_eq!(run(q, "q-dev.mkv", &["--ltx-preset", "dev", "--steps", "2"]), dev);
+    // Options still apply over the recipe.
+    assert_ne!(run(q, "q-guided.mkv", &["--guidance", "3"]), q_default);
 }

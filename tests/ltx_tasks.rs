@@ -130,3 +130,57 @@ fn an_observer_hears_every_denoising_step_of_every_window() {
     assert_eq!(ev.iter().map(|e| (e.window, e.step)).collect::<Vec<_>>(), vec![(1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2), (4, 1), (4, 2)]);
     assert_eq!(ev.last().unwrap().eta, 0.0);
 }
+
+#[test]
+fn the_empty_prompt_runs_t5_once_per_model() {
+    let (_d, m) = model();
+    let c = clip(32, 32, 3, 0);
+    let text = &m.ltx().unwrap().text;
+    // No prompt, guidance on: the prompt and the negative prompt are both "".
+    let mut o = opts(1);
+    o.ltx.prompt = String::new();
+    assert!(o.ltx.guided());
+    let a = weft::extend(&m, &c, 2, Direction::Forward, &o).unwrap();
+    assert_eq!(text.encoder_runs(), 1);
+    let b = weft::extend(&m, &c, 2, Direction::Forward, &o).unwrap();
+    assert_eq!(text.encoder_runs(), 1, "the second job reuses the cached empty prompt");
+    assert_eq!(a, b);
+    // A prompt runs T5 for itself; its empty negative prompt is cached.
+    weft::extend(&m, &c, 2, Direction::Forward, &opts(1)).unwrap();
+    assert_eq!(text.encoder_runs(), 2);
+}
+
+#[test]
+fn the_sampling_recipe_is_told_from_the_checkpoint() {
+    use weft::model::ltx::generate::LtxPreset;
+    use weft::model::ltx::load::detect_preset;
+    let d = tempfile::tempdir().unwrap();
+    let dev = d.path().join("LTX-Video-0.9.7-dev");
+    let distilled = d.path().join("LTX-Video-0.9.7-distilled");
+    tiny_snapshot(&dev, false);
+    tiny_snapshot(&distilled, false);
+    assert_eq!(detect_preset(&dev), LtxPreset::Dev);
+    assert_eq!(detect_preset(&distilled), LtxPreset::Distilled);
+    // A single file whose `config` metadata lists fixed inference steps.
+    let write = |name: &str, config: &str| {
+        let p = d.path().join(name);
+        let data = [0u8; 8];
+        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2], &data).unwrap();
+        let meta = std::collections::HashMap::from([("config".to_string(), config.to_string())]);
+        safetensors::serialize_to_file([("x", view)], Some(meta), &p).unwrap();
+        p
+    };
+    let steps = write("ltxv-2b.safetensors", r#"{"scheduler": {"allowed_inference_steps": [1.0, 0.9937, 0.725]}}"#);
+    let none = write("ltxv-2b-b.safetensors", r#"{"scheduler": {"shift": 1.0}}"#);
+    assert_eq!(detect_preset(&steps), LtxPreset::Distilled);
+    assert_eq!(detect_preset(&none), LtxPreset::Dev);
+    // The recipes.
+    let s = LtxPreset::Distilled.settings();
+    assert_eq!(s.guidance, 1.0);
+    assert_eq!(s.timesteps.as_deref(), Some(&LtxPreset::DISTILLED_TIMESTEPS[..]));
+    assert_eq!(s.image_cond_noise_scale, 0.0);
+    s.check().unwrap();
+    assert_eq!(LtxPreset::Dev.settings(), LtxSettings::default());
+    assert_eq!(LtxPreset::parse(" Distilled "), Some(LtxPreset::Distilled));
+    assert_eq!(LtxPreset::parse("fast"), None);
+}

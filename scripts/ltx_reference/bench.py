@@ -246,6 +246,27 @@ def matmul(args):
     print(json.dumps({"event": "matmul", "shape": [m, k, n], "torch_gflops": res}))
 
 
+def attention(args):
+    """Seconds and GFLOP/s of torch's SDPA for one self-attention of the 2B
+    transformer (32 heads of 64) at 640 and 2688 tokens (diffusers' path)."""
+    import torch
+
+    torch.set_num_threads(args.threads or os.cpu_count())
+    for s in (640, 2688):
+        for name, dt in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+            q, k, v = (torch.randn(1, 32, s, 64).to(dt) for _ in range(3))
+            with torch.inference_mode():
+                torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                best = 1e9
+                for _ in range(2):
+                    t = time.time()
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                    best = min(best, time.time() - t)
+            print(json.dumps({"event": "attention", "tokens": s, "dtype": name, "seconds": round(best, 3),
+                              "gflops": round(4 * s * s * 2048 / best / 1e9),
+                              "per_step_28_layers_s": round(best * 28, 1)}))
+
+
 def compare(args):
     from safetensors.torch import load_file
 
@@ -353,6 +374,8 @@ def main():
     r.add_argument("--repeat", type=int, default=1)
     r.add_argument("--threads", type=int, default=0)
     r.add_argument("--out")
+    at = sub.add_parser("attention")
+    at.add_argument("--threads", type=int, default=0)
     mm = sub.add_parser("matmul")
     mm.add_argument("--threads", type=int, default=0)
     c = sub.add_parser("compare")
@@ -364,7 +387,7 @@ def main():
     rp.add_argument("--dtypes", default="f32,bf16")
     rp.add_argument("--cases", default="small,large")
     args = p.parse_args()
-    {"make": make, "run": run, "matmul": matmul, "compare": compare, "report": report}[args.cmd](args)
+    {"make": make, "run": run, "matmul": matmul, "attention": attention, "compare": compare, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":

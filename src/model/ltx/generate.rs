@@ -87,6 +87,57 @@ impl Default for LtxSettings {
     }
 }
 
+/// The sampling recipes of the released checkpoints: `dev` (classifier-free
+/// guidance, a flow-match schedule of `steps`) and `distilled` (no guidance,
+/// a fixed list of eight timesteps), as diffusers documents them for
+/// `LTXConditionPipeline`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LtxPreset {
+    Dev,
+    Distilled,
+}
+
+impl LtxPreset {
+    /// The distilled checkpoints' timesteps (diffusers' LTX-Video guide).
+    pub const DISTILLED_TIMESTEPS: [f64; 8] = [1000.0, 993.0, 987.0, 981.0, 975.0, 909.0, 725.0, 0.03];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Distilled => "distilled",
+        }
+    }
+
+    /// `dev` or `distilled`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "dev" => Some(Self::Dev),
+            "distilled" => Some(Self::Distilled),
+            _ => None,
+        }
+    }
+
+    /// The settings of this recipe (everything else at its default).
+    pub fn settings(self) -> LtxSettings {
+        match self {
+            Self::Dev => LtxSettings::default(),
+            Self::Distilled => LtxSettings {
+                guidance: 1.0,
+                steps: Self::DISTILLED_TIMESTEPS.len(),
+                timesteps: Some(Self::DISTILLED_TIMESTEPS.to_vec()),
+                image_cond_noise_scale: 0.0,
+                ..LtxSettings::default()
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for LtxPreset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl LtxSettings {
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(WeftError::BadOptions(m));
@@ -136,7 +187,7 @@ fn model_err(e: candle_core::Error) -> WeftError {
 /// with the model's T5.
 pub fn encode_prompts(ltx: &LtxVideo, s: &LtxSettings) -> Result<PromptBatch> {
     let text = &ltx.text;
-    let positive = text.encode(&[s.prompt.as_str()], s.max_sequence_length)?;
+    let positive = text.encode_one(&s.prompt, s.max_sequence_length)?;
     if positive.truncated.first().copied().unwrap_or(false) {
         return Err(WeftError::BadOptions(format!(
             "the prompt is longer than {} tokens: shorten it",
@@ -144,7 +195,7 @@ pub fn encode_prompts(ltx: &LtxVideo, s: &LtxSettings) -> Result<PromptBatch> {
         )));
     }
     let negative = if s.guided() {
-        Some(text.encode(&[s.negative_prompt.as_deref().unwrap_or("")], s.max_sequence_length)?)
+        Some(text.encode_one(s.negative_prompt.as_deref().unwrap_or(""), s.max_sequence_length)?)
     } else {
         None
     };

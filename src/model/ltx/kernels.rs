@@ -31,7 +31,8 @@ use rayon::prelude::*;
 // ---------------------------------------------------------------- dispatch
 
 /// How bf16 matrix products run on the CPU (`WEFT_LTX_BF16` = `amx`,
-/// `avx512bf16`, `f32` or `candle` overrides the choice).
+/// `avx512bf16`, `f32` or `candle` overrides the choice; AMX only when
+/// asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Matmul {
     /// Intel AMX tiles (Sapphire Rapids and later).
@@ -87,9 +88,9 @@ pub fn bf16_matmul() -> Bf16Matmul {
     *MODE.get_or_init(|| {
         let amx = amx_usable();
         let avx = has_avx512_bf16();
-        let best = if amx {
-            Bf16Matmul::Amx
-        } else if avx {
+        // AMX is used only when asked for: no machine weft is tested on has
+        // it, so its kernel is not the default anywhere.
+        let best = if avx {
             Bf16Matmul::Avx512Bf16
         } else {
             Bf16Matmul::F32
@@ -359,16 +360,20 @@ mod simd {
         }
     }
 
-    /// Softmax over the rows of a `[n][32]` panel (32 independent columns):
-    /// `x = exp(x * scale + bias[row] - max)`; returns the 32 column sums.
+    /// One key block of an online softmax over the rows of a `[n][32]`
+    /// panel: `x = exp(x * scale + bias[row] - m_new)` with the running max
+    /// `m` and sum `sum` updated; returns `exp(m_old - m_new)`, the factor for
+    /// what was accumulated with the old max.
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn softmax_columns(p: &mut [f32], bias: Option<&[f32]>, scale: f32) -> [f32; 32] {
+    pub unsafe fn softmax_columns_online(
+        p: &mut [f32], bias: Option<&[f32]>, scale: f32, m: &mut [f32; 32], sum: &mut [f32; 32],
+    ) -> [f32; 32] {
         let n = p.len() / 32;
         let sc = _mm512_set1_ps(scale);
-        let mut m0 = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut m1 = m0;
         // SAFETY (whole body): rows 0..n of 32 floats; bias has n values.
         unsafe {
+            let (old0, old1) = (_mm512_loadu_ps(m.as_ptr()), _mm512_loadu_ps(m.as_ptr().add(16)));
+            let (mut m0, mut m1) = (old0, old1);
             for r in 0..n {
                 let q = p.as_mut_ptr().add(r * 32);
                 let bb = _mm512_set1_ps(bias.map_or(0.0, |b| *b.get_unchecked(r)));
@@ -389,10 +394,18 @@ mod simd {
                 s0 = _mm512_add_ps(s0, e0);
                 s1 = _mm512_add_ps(s1, e1);
             }
-            let mut out = [0f32; 32];
-            _mm512_storeu_ps(out.as_mut_ptr(), s0);
-            _mm512_storeu_ps(out.as_mut_ptr().add(16), s1);
-            out
+            // exp(-inf - m) = 0 on the first block (old max -inf).
+            let a0 = exp(_mm512_sub_ps(old0, m0));
+            let a1 = exp(_mm512_sub_ps(old1, m1));
+            let (ps0, ps1) = (_mm512_loadu_ps(sum.as_ptr()), _mm512_loadu_ps(sum.as_ptr().add(16)));
+            _mm512_storeu_ps(sum.as_mut_ptr(), _mm512_fmadd_ps(ps0, a0, s0));
+            _mm512_storeu_ps(sum.as_mut_ptr().add(16), _mm512_fmadd_ps(ps1, a1, s1));
+            _mm512_storeu_ps(m.as_mut_ptr(), m0);
+            _mm512_storeu_ps(m.as_mut_ptr().add(16), m1);
+            let mut alpha = [0f32; 32];
+            _mm512_storeu_ps(alpha.as_mut_ptr(), a0);
+            _mm512_storeu_ps(alpha.as_mut_ptr().add(16), a1);
+            alpha
         }
     }
 
@@ -510,6 +523,9 @@ fn softmax_row(x: &mut [f32], bias: Option<&[f32]>, scale: f32) -> f32 {
 
 // ---------------------------------------------------------------- attention
 
+/// Keys per block of the f32 flash-style attention, in 12-key tiles (504).
+const KEY_BLOCK_TILES: usize = 42;
+
 /// Most score floats live at once, summed over threads (256 MiB).
 pub const SCORE_BUDGET: usize = 64 << 20;
 
@@ -599,6 +615,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<
                             v
                         })
                         .collect();
+                    // Flash-style over blocks of keys (online softmax), so that the
+                    // scores of a block and its K / V stay in L2.
+                    let blk = (KEY_BLOCK_TILES * F32_ROWS).min(l);
                     (0..b * heads * n_chunks).into_par_iter().for_each(|task| {
                         let out_ptr = out_ptr;
                         let bi = task / (heads * n_chunks);
@@ -607,10 +626,11 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<
                         let cq = chunk.min(s - s0);
                         let np = cq.div_ceil(32);
                         let bias = biasf.as_ref().map(|v| &v[bi * l..(bi + 1) * l]);
-                        // [np][d][32] query panels, [np][L][32] scores, [d][32 np] output.
-                        with_scratch(&SCRATCH, np * 32 * d + np * l * 32 + d * np * 32, |buf| {
+                        let (kh, vh) = (&kpk[bi * heads + h], &vpk[bi * heads + h]);
+                        // [np][d][32] query panels, [np][blk][32] scores, [d][32 np] output.
+                        with_scratch(&SCRATCH, np * 32 * d + np * blk * 32 + d * np * 32, |buf| {
                             let (qpan, rest) = buf.split_at_mut(np * 32 * d);
-                            let (st, ot) = rest.split_at_mut(np * l * 32);
+                            let (st, ot) = rest.split_at_mut(np * blk * 32);
                             for pi in 0..np {
                                 for dd in 0..d {
                                     for j in 0..32 {
@@ -620,32 +640,47 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<
                                     }
                                 }
                             }
-                            // SAFETY: AVX-512F checked; packed operands sized above.
-                            unsafe {
-                                f32_gemm_raw(kpk[bi * heads + h].as_ptr(), l, qpan.as_ptr(), d, np, st.as_mut_ptr(), 32, l * 32, false);
-                            }
-                            let mut inv = [0f32; 256];
-                            for pi in 0..np {
-                                let panel = &mut st[pi * l * 32..(pi + 1) * l * 32];
-                                // SAFETY: AVX-512F; panel is [l][32].
-                                let sums = unsafe { simd::softmax_columns(panel, bias, scale) };
-                                for j in 0..32 {
-                                    if pi * 32 + j < 256 {
-                                        inv[pi * 32 + j] = 1.0 / sums[j];
+                            let mut mx = [f32::NEG_INFINITY; 256];
+                            let mut sum = [0f32; 256];
+                            for l0 in (0..l).step_by(blk) {
+                                let bn = blk.min(l - l0);
+                                // SAFETY: AVX-512F checked; K tiles l0/12.. (blk is a
+                                // multiple of 12), panels sized above.
+                                unsafe {
+                                    f32_gemm_raw(kh.as_ptr().add(l0 / F32_ROWS * d * F32_ROWS), bn, qpan.as_ptr(), d, np,
+                                        st.as_mut_ptr(), 32, bn * 32, false);
+                                }
+                                for pi in 0..np {
+                                    let panel = &mut st[pi * bn * 32..(pi + 1) * bn * 32];
+                                    let (m32, s32): (&mut [f32; 32], &mut [f32; 32]) = (
+                                        (&mut mx[pi * 32..pi * 32 + 32]).try_into().expect("32"),
+                                        (&mut sum[pi * 32..pi * 32 + 32]).try_into().expect("32"),
+                                    );
+                                    // SAFETY: AVX-512F; panel is [bn][32].
+                                    let alpha = unsafe { simd::softmax_columns_online(panel, bias.map(|b| &b[l0..l0 + bn]), scale, m32, s32) };
+                                    if l0 > 0 {
+                                        for dd in 0..d {
+                                            let row = &mut ot[dd * np * 32 + pi * 32..dd * np * 32 + pi * 32 + 32];
+                                            for (x, &a) in row.iter_mut().zip(alpha.iter()) {
+                                                *x *= a;
+                                            }
+                                        }
                                     }
                                 }
-                            }
-                            // SAFETY: as above; V^T tiles have k = l.
-                            unsafe {
-                                f32_gemm_raw(vpk[bi * heads + h].as_ptr(), d, st.as_ptr(), l, np, ot.as_mut_ptr(), np * 32, 32, false);
+                                // SAFETY: as above; V^T tiles are l long, window l0..l0+bn.
+                                unsafe {
+                                    f32_gemm_raw_s(vh.as_ptr().add(l0 * F32_ROWS), l * F32_ROWS, d, st.as_ptr(), bn, np,
+                                        ot.as_mut_ptr(), np * 32, 32, l0 > 0);
+                                }
                             }
                             for qi in 0..cq {
+                                let inv = 1.0 / sum[qi];
                                 // SAFETY: this task's output block (rows s0.., head h).
                                 let dst = unsafe {
                                     std::slice::from_raw_parts_mut(out_ptr.0.add((bi * s + s0 + qi) * dm + h * d), d)
                                 };
                                 for (dd, x) in dst.iter_mut().enumerate() {
-                                    *x = ot[dd * np * 32 + qi] * inv[qi];
+                                    *x = ot[dd * np * 32 + qi] * inv;
                                 }
                             }
                         });
@@ -1089,21 +1124,33 @@ const K_BLOCKS: usize = 64;
 fn packed_matmul(x: &[u16], m: usize, p: &Packed, bias: Option<&[f32]>, act: Act, out: OutPtr) {
     let amx = bf16_matmul() == Bf16Matmul::Amx;
     let k = p.k;
-    // AMX works on whole 32-row blocks: pad the rows with zeros when needed.
-    let padded;
-    let (xs, mp) = if amx && m % 32 != 0 {
-        let mp = m.div_ceil(32) * 32;
-        let mut v = vec![0u16; mp * k];
-        v[..m * k].copy_from_slice(&x[..m * k]);
-        padded = v;
-        (&padded[..], mp)
+    let kb = k / 32;
+    // AMX: the rows packed once into 1 KiB tiles (16 rows x 32 k, rows past m
+    // zero) `[row block][k block]`, so that each tile load reads 1 KiB of
+    // consecutive memory (rows 4 KiB apart would share L1 sets) and whole
+    // 32-row blocks exist.
+    let (xs, mp) = (x, if amx { m.div_ceil(32) * 32 } else { m });
+    let tiles_a = if amx {
+        let mut v = zeroed::<u16>(mp / 16 * kb * 512);
+        v.par_chunks_mut(kb * 512).enumerate().for_each(|(mb, blk)| {
+            for r in 0..16 {
+                let row = mb * 16 + r;
+                if row >= m {
+                    break;
+                }
+                for kbi in 0..kb {
+                    blk[kbi * 512 + r * 32..kbi * 512 + r * 32 + 32]
+                        .copy_from_slice(&x[row * k + kbi * 32..row * k + kbi * 32 + 32]);
+                }
+            }
+        });
+        v
     } else {
-        (x, m)
+        Vec::new()
     };
     let panels = p.n.div_ceil(32);
     let groups = mp.div_ceil(GROUP_ROWS);
     let pchunks = panels.div_ceil(TASK_PANELS);
-    let kb = k / 32;
     (0..groups * pchunks).into_par_iter().for_each(|task| {
         let g = task / pchunks;
         let pc = task % pchunks;
@@ -1126,9 +1173,10 @@ fn packed_matmul(x: &[u16], m: usize, p: &Packed, bias: Option<&[f32]>, act: Act
                             for pi in 0..np {
                                 let t = 2 * (p0 + pi);
                                 for mb in (0..rows).step_by(32) {
-                                    amx::block(
-                                        xs.as_ptr().add((r0 + mb) * k + kc * 32),
-                                        k,
+                                    let blk = (r0 + mb) / 16;
+                                    amx::block_packed(
+                                        tiles_a.as_ptr().add((blk * kb + kc) * 512),
+                                        tiles_a.as_ptr().add(((blk + 1) * kb + kc) * 512),
                                         p.tile(t, kc),
                                         p.tile(t + 1, kc),
                                         kn,
@@ -1142,32 +1190,45 @@ fn packed_matmul(x: &[u16], m: usize, p: &Packed, bias: Option<&[f32]>, act: Act
                         amx::release();
                     }
                 } else {
-                    for kc in (0..kb).step_by(K_BLOCKS) {
-                        let kn = K_BLOCKS.min(kb - kc);
-                        for pi in 0..np {
-                            let t = 2 * (p0 + pi);
-                            let mut mb = 0;
-                            while mb < rows {
-                                let r = dp::ROWS.min(rows - mb);
-                                // SAFETY: AVX-512 BF16 available (bf16_matmul);
-                                // rows r0+mb..+r < m; packed tiles in bounds.
-                                unsafe {
-                                    dp::block(
-                                        r,
-                                        xs.as_ptr().add((r0 + mb) * k + kc * 32),
-                                        k,
-                                        p.tile(t, kc),
-                                        p.tile(t + 1, kc),
-                                        kn * 16,
-                                        acc.as_mut_ptr().add(mb * sw + pi * 32),
-                                        sw,
-                                        kc > 0,
-                                    );
+                    // The group's k chunk copied with a row stride that is not a
+                    // multiple of 4 KiB (rows 4 KiB apart share L1 sets).
+                    BF16_SCRATCH.with(|cell| {
+                        let mut ab = cell.borrow_mut();
+                        let lda = K_BLOCKS * 32 + 32;
+                        if ab.len() < rows * lda {
+                            ab.resize(rows * lda, 0);
+                        }
+                        for kc in (0..kb).step_by(K_BLOCKS) {
+                            let kn = K_BLOCKS.min(kb - kc);
+                            for r in 0..rows.min(m - r0) {
+                                let src = (r0 + r) * k + kc * 32;
+                                ab[r * lda..r * lda + kn * 32].copy_from_slice(&xs[src..src + kn * 32]);
+                            }
+                            for pi in 0..np {
+                                let t = 2 * (p0 + pi);
+                                let mut mb = 0;
+                                while mb < rows {
+                                    let r = dp::ROWS.min(rows - mb);
+                                    // SAFETY: AVX-512 BF16 available (bf16_matmul);
+                                    // rows mb..mb+r of the copy; packed tiles in bounds.
+                                    unsafe {
+                                        dp::block(
+                                            r,
+                                            ab.as_ptr().add(mb * lda),
+                                            lda,
+                                            p.tile(t, kc),
+                                            p.tile(t + 1, kc),
+                                            kn * 16,
+                                            acc.as_mut_ptr().add(mb * sw + pi * 32),
+                                            sw,
+                                            kc > 0,
+                                        );
+                                    }
+                                    mb += r;
                                 }
-                                mb += r;
                             }
                         }
-                    }
+                    });
                 }
             }
             #[cfg(not(target_arch = "x86_64"))]
@@ -1228,6 +1289,68 @@ mod amx {
     #[inline]
     pub unsafe fn release() {
         unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    }
+
+    /// [`block`] with the left operand in packed 1 KiB tiles: `a0` / `a1` the
+    /// runs of `kbn` tiles of the two 16-row blocks.
+    ///
+    /// # Safety
+    /// As [`block`].
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub unsafe fn block_packed(
+        a0: *const u16, a1: *const u16, b0: *const u16, b1: *const u16, kbn: usize, c: *mut f32, ldc: usize,
+        accumulate: bool,
+    ) {
+        debug_assert!(kbn > 0);
+        let ldcb = ldc * 4;
+        unsafe {
+            let c2 = c.add(16 * ldc);
+            if accumulate {
+                asm!(
+                    "tileloadd tmm0, [{c} + {s}*1]",
+                    "tileloadd tmm1, [{c} + {s}*1 + 64]",
+                    "tileloadd tmm2, [{c2} + {s}*1]",
+                    "tileloadd tmm3, [{c2} + {s}*1 + 64]",
+                    c = in(reg) c, c2 = in(reg) c2, s = in(reg) ldcb,
+                    options(nostack, readonly),
+                );
+            } else {
+                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            }
+            asm!(
+                "2:",
+                "tileloadd tmm4, [{a0} + {s64}*1]",
+                "tileloadd tmm5, [{a1} + {s64}*1]",
+                "tileloadd tmm6, [{b0} + {s64}*1]",
+                "tileloadd tmm7, [{b1} + {s64}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a0}, 1024",
+                "add {a1}, 1024",
+                "add {b0}, 1024",
+                "add {b1}, 1024",
+                "dec {n}",
+                "jnz 2b",
+                a0 = inout(reg) a0 => _,
+                a1 = inout(reg) a1 => _,
+                b0 = inout(reg) b0 => _,
+                b1 = inout(reg) b1 => _,
+                s64 = in(reg) 64usize,
+                n = inout(reg) kbn => _,
+                options(nostack, readonly),
+            );
+            asm!(
+                "tilestored [{c} + {s}*1], tmm0",
+                "tilestored [{c} + {s}*1 + 64], tmm1",
+                "tilestored [{c2} + {s}*1], tmm2",
+                "tilestored [{c2} + {s}*1 + 64], tmm3",
+                c = in(reg) c, c2 = in(reg) c2, s = in(reg) ldcb,
+                options(nostack),
+            );
+        }
     }
 
     /// `c[32 x 32]` (f32, row stride `ldc`) `(+)= a[32 x 32 kbn]` (bf16, row
@@ -1442,6 +1565,20 @@ unsafe fn f32_gemm_raw(
     ap: *const f32, m: usize, bp0: *const f32, k: usize, np: usize, acc: *mut f32, ldc: usize, acc_panel: usize,
     accumulate: bool,
 ) {
+    unsafe { f32_gemm_raw_s(ap, k * F32_ROWS, m, bp0, k, np, acc, ldc, acc_panel, accumulate) }
+}
+
+/// [`f32_gemm_raw`] with left tiles `a_tile` floats apart (a window of k
+/// values inside longer packed tiles).
+///
+/// # Safety
+/// As [`f32_gemm_raw`].
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn f32_gemm_raw_s(
+    ap: *const f32, a_tile: usize, m: usize, bp0: *const f32, k: usize, np: usize, acc: *mut f32, ldc: usize,
+    acc_panel: usize, accumulate: bool,
+) {
     let tiles = m.div_ceil(F32_ROWS);
     for kc in (0..k).step_by(F32_KC) {
         let kn = F32_KC.min(k - kc);
@@ -1453,7 +1590,7 @@ unsafe fn f32_gemm_raw(
                 unsafe {
                     fk::block(
                         r,
-                        ap.add((ti * k + kc) * F32_ROWS),
+                        ap.add(ti * a_tile + kc * F32_ROWS),
                         bp,
                         kn,
                         acc.add(r0 * ldc + pi * acc_panel),

@@ -27,15 +27,14 @@
 //! Everything is checked from the safetensors headers before any weight is
 //! read ([`inspect`]): every tensor present, none unexpected, shapes, float
 //! storage, data offsets inside the file (a truncated file is an error naming
-//! it), shard indexes consistent. Weights are then memory-mapped (candle's
-//! `MmapedSafetensors` behind a renaming `VarBuilder` backend).
+//! it), shard indexes consistent. Weights are then read tensor by tensor with
+//! positioned reads behind a renaming `VarBuilder` backend (no memory map).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::VarBuilder;
 use candle_nn::var_builder::SimpleBackend;
@@ -43,7 +42,8 @@ use candle_transformers::models::t5::{Config as T5Config, T5EncoderModel};
 use serde_json::{Value, json};
 
 use super::scheduler::SchedulerConfig;
-use super::text::{LtxTextEncoder, PromptEmbeds};
+use super::generate::LtxPreset;
+use super::text::{EmptyPromptCache, LtxTextEncoder, PromptEmbeds};
 use super::transformer::{self as tr, LtxVideoTransformer3DModel};
 use super::vae::{self, AutoencoderKLLTXVideo};
 use crate::error::{Result, WeftError};
@@ -619,6 +619,14 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> WeftError {
 /// contiguous and exactly filling the rest of the file (so that a truncated
 /// file is reported here, naming the tensor cut off).
 pub fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader> {
+    parse_header(path).map(|(h, _)| h)
+}
+
+/// Where each tensor's bytes lie in a checked safetensors file: absolute
+/// byte offset and length.
+type DataSpans = HashMap<String, (u64, usize)>;
+
+fn parse_header(path: &Path) -> Result<(SafetensorsHeader, DataSpans)> {
     let mut f = std::fs::File::open(path).map_err(|e| corrupt(path, format!("cannot open: {e}")))?;
     let len = f.metadata().map_err(|e| corrupt(path, format!("cannot stat: {e}")))?.len();
     if len < 8 {
@@ -686,7 +694,9 @@ pub fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader> {
     if (at as u64) < data {
         return Err(corrupt(path, format!("{} stray bytes after the last tensor", data - at as u64)));
     }
-    Ok(SafetensorsHeader { path: path.to_path_buf(), tensors, metadata })
+    let base = 8 + n;
+    let offsets = spans.into_iter().map(|(s, e, k)| (k, (base + s as u64, e - s))).collect();
+    Ok((SafetensorsHeader { path: path.to_path_buf(), tensors, metadata }, offsets))
 }
 
 // ----------------------------------------------------------------- inspection
@@ -1366,11 +1376,28 @@ fn text_status(dir: &Path) -> Result<TextStatus> {
 
 // ------------------------------------------------------------------- loading
 
-/// A `VarBuilder` backend over memory-mapped safetensors that serves
-/// diffusers' names from the file's keys.
+/// A `VarBuilder` backend over safetensors files that serves diffusers'
+/// names from the files' keys. Each tensor is read with positioned reads
+/// straight into its own buffer, not through a memory map: a mapped file's
+/// pages count as the process's resident memory for as long as the map lives,
+/// which doubled the peak while loading (the mapped copy plus the loaded one).
 struct Renamed {
-    st: MmapedSafetensors,
-    map: HashMap<String, String>,
+    files: Vec<std::fs::File>,
+    /// Diffusers name -> (file, stored dtype, shape, offset, length).
+    tensors: HashMap<String, (usize, safetensors::Dtype, Vec<usize>, u64, usize)>,
+}
+
+/// Reads `len` bytes at `offset` into a vector of `T` (little-endian, as
+/// safetensors stores them).
+fn read_typed<T: candle_core::WithDType>(f: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<T>> {
+    use std::os::unix::fs::FileExt;
+    let n = len / std::mem::size_of::<T>();
+    let mut v = vec![T::from_f64(0.0); n];
+    // SAFETY: `v` owns n * size_of::<T>() initialised bytes; every bit pattern
+    // is a valid value of the float types read here.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), n * std::mem::size_of::<T>()) };
+    f.read_exact_at(bytes, offset)?;
+    Ok(v)
 }
 
 impl SimpleBackend for Renamed {
@@ -1382,21 +1409,83 @@ impl SimpleBackend for Renamed {
         Ok(t)
     }
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let key = self.map.get(name).ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` is missing")))?;
-        self.st.load(key, dev)?.to_dtype(dtype)
+        use safetensors::Dtype as S;
+        let (fi, stored, shape, offset, len) =
+            self.tensors.get(name).ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` is missing")))?;
+        let f = &self.files[*fi];
+        let io = |e: std::io::Error| candle_core::Error::Msg(format!("tensor `{name}`: cannot read: {e}"));
+        let cpu = &Device::Cpu;
+        let t = match stored {
+            S::F32 => Tensor::from_vec(read_typed::<f32>(f, *offset, *len).map_err(io)?, shape.as_slice(), cpu)?,
+            S::F16 => Tensor::from_vec(read_typed::<half::f16>(f, *offset, *len).map_err(io)?, shape.as_slice(), cpu)?,
+            S::BF16 => Tensor::from_vec(read_typed::<half::bf16>(f, *offset, *len).map_err(io)?, shape.as_slice(), cpu)?,
+            S::F64 => Tensor::from_vec(read_typed::<f64>(f, *offset, *len).map_err(io)?, shape.as_slice(), cpu)?,
+            other => candle_core::bail!("tensor `{name}`: stored as {}, not a float type weft reads", dtype_name(*other)),
+        };
+        // Convert on the CPU before moving, so a GPU never holds the f32 copy.
+        t.to_dtype(dtype)?.to_device(dev)
     }
     fn contains_tensor(&self, name: &str) -> bool {
-        self.map.contains_key(name)
+        self.tensors.contains_key(name)
     }
 }
 
-fn var_builder<'a>(files: &[PathBuf], map: &HashMap<String, String>, dtype: DType, device: &Device) -> Result<VarBuilder<'a>> {
-    // SAFETY: the weights are memory-mapped read-only; weft never writes them
-    // (a file changed underneath a running model is outside what weft supports).
-    let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| {
-        corrupt(files.first().map(PathBuf::as_path).unwrap_or(Path::new("?")), format!("cannot map: {e}"))
-    })?;
-    Ok(VarBuilder::from_backend(Box::new(Renamed { st, map: map.clone() }), dtype, device.clone()))
+/// A `VarBuilder` over safetensors files, their keys as the names, each
+/// tensor read on request with positioned reads (no memory map: the peak is
+/// the model's own copy, not that plus the mapped file).
+pub fn read_var_builder<'a>(files: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'a>> {
+    var_builder(files, None, dtype, device)
+}
+
+/// [`read_var_builder`] serving `map`'s names (diffusers' names -> the files'
+/// keys; `None`: the keys themselves).
+fn var_builder<'a>(files: &[PathBuf], map: Option<&HashMap<String, String>>, dtype: DType, device: &Device) -> Result<VarBuilder<'a>> {
+    let mut opened = Vec::with_capacity(files.len());
+    let mut stored = HashMap::new();
+    for (i, path) in files.iter().enumerate() {
+        let (header, spans) = parse_header(path)?;
+        opened.push(std::fs::File::open(path).map_err(|e| corrupt(path, format!("cannot open: {e}")))?);
+        for (key, t) in header.tensors {
+            let (offset, len) = spans[&key];
+            stored.insert(key, (i, t.dtype, t.shape, offset, len));
+        }
+    }
+    let tensors = match map {
+        Some(map) => map.iter().filter_map(|(name, key)| stored.get(key).map(|v| (name.clone(), v.clone()))).collect(),
+        None => stored,
+    };
+    Ok(VarBuilder::from_backend(Box::new(Renamed { files: opened, tensors }), dtype, device.clone()))
+}
+
+/// The sampling recipe a checkpoint was trained for: `distilled` when its
+/// file or folder name says so, as Lightricks names them
+/// (`ltxv-2b-0.9.8-distilled.safetensors`, `LTX-Video-0.9.8-13B-distilled/`),
+/// or when a single file's `config` metadata lists the fixed
+/// `allowed_inference_steps` of a distilled model; `dev` otherwise. The
+/// diffusers configs carry no such flag.
+pub fn detect_preset(path: &Path) -> LtxPreset {
+    let name = std::fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_lowercase()));
+    let named = name.or_else(|| path.file_name().map(|n| n.to_string_lossy().to_lowercase())).is_some_and(|n| n.contains("distilled"));
+    if named {
+        return LtxPreset::Distilled;
+    }
+    fn lists_steps(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.iter().any(|(k, v)| {
+                (k == "allowed_inference_steps" && v.as_array().is_some_and(|a| !a.is_empty())) || lists_steps(v)
+            }),
+            Value::Array(a) => a.iter().any(lists_steps),
+            _ => false,
+        }
+    }
+    if path.is_file()
+        && let Ok(h) = read_safetensors_header(path)
+        && let Some(cfg) = h.metadata.get("config").and_then(|c| serde_json::from_str::<Value>(c).ok())
+        && lists_steps(&cfg)
+    {
+        return LtxPreset::Distilled;
+    }
+    LtxPreset::Dev
 }
 
 /// The T5 text encoder of an [`LtxVideo`], loaded on first use.
@@ -1407,6 +1496,11 @@ pub struct LtxText {
     source: PathBuf,
     /// Behind a lock so that a shared model encodes prompts (jobs share one model).
     encoder: std::sync::Mutex<Option<LtxTextEncoder>>,
+    /// The empty prompt's embedding per sequence length: text-free jobs on
+    /// a shared model run T5 once.
+    empty: std::sync::Mutex<EmptyPromptCache>,
+    /// T5 forward passes run so far.
+    runs: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for LtxText {
@@ -1463,7 +1557,31 @@ impl LtxText {
     pub fn encode(&self, prompts: &[&str], max_sequence_length: usize) -> Result<PromptEmbeds> {
         let mut slot = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
         self.ensure(&mut slot)?;
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(slot.as_mut().expect("loaded above").encode(prompts, max_sequence_length)?)
+    }
+
+    /// One prompt; the empty prompt comes from the model's cache after its
+    /// first encoding.
+    pub fn encode_one(&self, prompt: &str, max_sequence_length: usize) -> Result<PromptEmbeds> {
+        if !prompt.is_empty() {
+            return self.encode(&[prompt], max_sequence_length);
+        }
+        let mut slot = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
+        self.ensure(&mut slot)?;
+        let mut empty = self.empty.lock().unwrap_or_else(|e| e.into_inner());
+        let before = empty.len();
+        let e = empty.get(slot.as_mut().expect("loaded above"), max_sequence_length)?;
+        if empty.len() > before {
+            self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(e)
+    }
+
+    /// How many times T5 has run on this model (the empty prompt's cache
+    /// spares it).
+    pub fn encoder_runs(&self) -> usize {
+        self.runs.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -1546,11 +1664,11 @@ impl LtxVideo {
         }
         let inspection = inspect(path, text_encoder)?;
         let (tfiles, vfiles) = (&inspection.transformer.files, &inspection.vae.files);
-        let tvb = var_builder(tfiles, &inspection.transformer_map, dtype, device)?;
+        let tvb = var_builder(tfiles, Some(&inspection.transformer_map), dtype, device)?;
         let transformer = LtxVideoTransformer3DModel::new(&inspection.transformer_config, tvb).map_err(|e| {
             corrupt(path, format!("building the transformer: {e}"))
         })?;
-        let vvb = var_builder(vfiles, &inspection.vae_map, DType::F32, device)?;
+        let vvb = var_builder(vfiles, Some(&inspection.vae_map), DType::F32, device)?;
         let vae = AutoencoderKLLTXVideo::new(&inspection.vae_config, vvb)
             .map_err(|e| corrupt(path, format!("building the VAE: {e}")))?;
         Ok(Self {
@@ -1563,6 +1681,8 @@ impl LtxVideo {
                 device: device.clone(),
                 source: path.to_path_buf(),
                 encoder: std::sync::Mutex::new(None),
+                empty: std::sync::Mutex::new(EmptyPromptCache::new()),
+                runs: std::sync::atomic::AtomicUsize::new(0),
             },
             version: inspection.version,
             layout: inspection.layout,

@@ -30,7 +30,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Result, Tensor, bail};
-use candle_nn::VarBuilder;
 use candle_transformers::models::t5::{Config as T5Config, T5EncoderModel};
 use tokenizers::models::unigram::Unigram;
 use tokenizers::normalizers::precompiled::Precompiled;
@@ -529,8 +528,10 @@ impl LtxTextEncoder {
         let config: T5Config =
             serde_json::from_value(cfg).map_err(|e| err(format!("{}: {e}", cfg_path.display())))?;
         let files = safetensors_files(&enc_dir)?;
-        // SAFETY: the weights are memory-mapped read-only; weft never writes them.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
+        // Read tensor by tensor (a memory map would keep T5's file resident
+        // beside the loaded copy: twice the memory at its peak).
+        let vb = super::load::read_var_builder(&files, dtype, device)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let model = T5EncoderModel::load(vb, &config)?;
         Ok(Self {
             tokenizer,
