@@ -125,7 +125,7 @@ fn ltx_properties_with_another_model_post_an_error() {
     let tiny = tiny_model();
     let tm = tiny.to_str().unwrap();
     for element in ELEMENTS {
-        for (p, v) in [("prompt", "a red fox"), ("negative-prompt", "blurry"), ("guidance", "3"), ("gen-size", "256"), ("text-encoder", "/t5")] {
+        for (p, v) in [("prompt", "a red fox"), ("negative-prompt", "blurry"), ("guidance", "3"), ("gen-size", "256"), ("text-encoder", "/t5"), ("ltx-preset", "distilled")] {
             let e = refuses(element, &[(p, v)]);
             assert!(e.contains(&format!("The {p} property needs a generative model (LTX-Video); the embedded interpolator")), "{e}");
             let e = refuses(element, &[("model-path", tm), (p, v)]);
@@ -148,6 +148,7 @@ fn bad_ltx_values_post_an_error() {
             ("guidance", "51", "Bad guidance property: guidance must be in [1, 50]"),
             ("gen-size", "16", "Bad gen-size property: generation size must be in 32..=2048 pixels, got 16"),
             ("gen-size", "4096", "Bad gen-size property: generation size must be in 32..=2048 pixels, got 4096"),
+            ("ltx-preset", "fast", "Bad ltx-preset property: \"fast\" is not dev, distilled or empty"),
         ] {
             let e = refuses(element, &[("model-path", s), (p, v)]);
             assert!(e.contains(needle), "{element} {p}={v}: {e}");

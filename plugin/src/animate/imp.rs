@@ -174,6 +174,21 @@ impl WeftElementImpl for WeftAnimate {
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         use gst::EventView;
         gst::log!(CAT, obj = pad, "handling {:?}", event);
+        // Streaming, not in a state change: NLE drops a child's ERROR there.
+        if let gst::EventView::Caps(_) = event.view()
+            && let Some(nle) = common::editing_timeline(self.obj().upcast_ref())
+        {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::NotImplemented,
+                ("weftanimate cannot be a clip effect in a GES timeline (GStreamer Editing Services, \
+                 Pitivi; it is inside a {}): it ends the stream after its own frames while the timeline \
+                 sets how long the clip plays. Make the clip instead (weft animate STILL -o OUT --frames \
+                 N) and import it",
+                    nle)
+            );
+            return false;
+        }
         let event = match event.view() {
             EventView::FlushStart(_) => {
                 return self.core.handle_flush(self.obj().upcast_ref(), event);

@@ -117,7 +117,7 @@ impl FillJob {
             if cancel.load(Ordering::SeqCst) {
                 return Err(Stop::Flow(gst::FlowError::Flushing));
             }
-            srcpad.push(buffer).map(|_| ()).map_err(Stop::Flow)
+            pushing(|| srcpad.push(buffer)).map(|_| ()).map_err(Stop::Flow)
         };
 
         // Scene cut across the gap: hold the last frame before it.
@@ -177,6 +177,25 @@ impl FillJob {
         };
         generate_and_push(&model, &plan, &opts, cancel, streaming, buffer, push)
     }
+}
+
+thread_local! {
+    /// Time this thread spent in pushes of fill jobs (downstream, e.g. a
+    /// sink waiting for the clock), so the worker can leave it out of a
+    /// fill's generation time.
+    static PUSHING: std::cell::Cell<std::time::Duration> = const { std::cell::Cell::new(std::time::Duration::ZERO) };
+}
+
+fn pushing<T>(f: impl FnOnce() -> T) -> T {
+    let t0 = Instant::now();
+    let r = f();
+    PUSHING.with(|p| p.set(p.get() + t0.elapsed()));
+    r
+}
+
+/// The time this thread spent pushing fill frames since the last call.
+pub(crate) fn take_push_time() -> std::time::Duration {
+    PUSHING.with(|p| p.replace(std::time::Duration::ZERO))
 }
 
 /// Runs `plan` and pushes every generated frame as the buffer `buffer`
@@ -293,7 +312,7 @@ impl PlanJob {
             if cancel.load(Ordering::SeqCst) {
                 return Err(Stop::Flow(gst::FlowError::Flushing));
             }
-            srcpad.push(buffer).map(|_| ()).map_err(Stop::Flow)
+            pushing(|| srcpad.push(buffer)).map(|_| ()).map_err(Stop::Flow)
         };
         let hold = |held: &gst::Buffer| -> Result<String, Stop> {
             for (i, s) in self.slots.iter().enumerate() {

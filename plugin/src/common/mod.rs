@@ -46,12 +46,14 @@ pub fn video_caps() -> gst::Caps {
 }
 
 mod convert;
+mod editing;
 mod fill;
 mod settings;
 mod timing;
 mod worker;
 
 pub use convert::*;
+pub use editing::*;
 pub use fill::*;
 pub use settings::*;
 pub use timing::*;

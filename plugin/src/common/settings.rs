@@ -5,18 +5,16 @@ use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
-use weft::model::ltx::generate::LtxSettings;
+use weft::model::ltx::generate::{LtxPreset, LtxSettings};
 
 use super::*;
 
 /// `steps` left at 0: the model's own default ([`weft::tasks::DEFAULT_STEPS`]
-/// for weft models, [`LTX_DEFAULT_STEPS`] for LTX-Video).
+/// for weft models, the sampling recipe's for LTX-Video).
 pub const DEFAULT_STEPS: u32 = 0;
-pub const LTX_DEFAULT_STEPS: usize = 30;
 pub const DEFAULT_SEED: u64 = 0;
 pub const DEFAULT_DEVICE: &str = "cpu";
-/// `guidance` left at 0: 3.0, or 1.0 (off) for a checkpoint whose file or
-/// folder name says `distilled`.
+/// `guidance` left at 0: the sampling recipe's (3.0 dev, 1.0 distilled).
 pub const DEFAULT_GUIDANCE: f64 = 0.0;
 pub const DEFAULT_GEN_SIZE: u32 = 512;
 
@@ -33,6 +31,8 @@ pub struct ModelSettings {
     pub guidance: f64,
     pub gen_size: u32,
     pub text_encoder: String,
+    /// `dev`, `distilled`, or empty: told from the checkpoint.
+    pub ltx_preset: String,
 }
 
 impl Default for ModelSettings {
@@ -47,6 +47,7 @@ impl Default for ModelSettings {
             guidance: DEFAULT_GUIDANCE,
             gen_size: DEFAULT_GEN_SIZE,
             text_encoder: String::new(),
+            ltx_preset: String::new(),
         }
     }
 }
@@ -66,6 +67,7 @@ impl ModelSettings {
             ("guidance", self.guidance != d.guidance),
             ("gen-size", self.gen_size != d.gen_size),
             ("text-encoder", self.text_encoder != d.text_encoder),
+            ("ltx-preset", self.ltx_preset != d.ltx_preset),
         ]
         .into_iter()
         .filter(|p| p.1)
@@ -77,10 +79,12 @@ impl ModelSettings {
     /// its own (the error names it), then together. `guidance` 0 and
     /// `steps` 0 take the checkpoint's defaults.
     pub fn ltx_settings(&self) -> Result<LtxSettings, String> {
-        let mut base = LtxSettings { steps: LTX_DEFAULT_STEPS, ..Default::default() };
-        if is_distilled(std::path::Path::new(&self.model_path)) {
-            base.guidance = 1.0;
-        }
+        let preset = match self.ltx_preset.trim() {
+            "" => weft::model::ltx::load::detect_preset(std::path::Path::new(&self.model_path)),
+            p => LtxPreset::parse(p)
+                .ok_or_else(|| format!("Bad ltx-preset property: {p:?} is not dev, distilled or empty"))?,
+        };
+        let base = preset.settings();
         let mut s = base.clone();
         let apply: [(&str, Setter); 5] = [
             ("prompt", &|s| s.prompt = self.prompt.clone()),
@@ -95,7 +99,8 @@ impl ModelSettings {
             ("gen-size", &|s| s.gen_size = self.gen_size as usize),
             ("steps", &|s| {
                 if self.steps != DEFAULT_STEPS {
-                    s.steps = self.steps as usize
+                    s.steps = self.steps as usize;
+                    s.timesteps = None;
                 }
             }),
         ];
@@ -116,14 +121,6 @@ impl ModelSettings {
 
 /// Sets one property on the settings.
 type Setter<'a> = &'a dyn Fn(&mut LtxSettings);
-
-/// A distilled LTX-Video checkpoint, as Lightricks names them
-/// (`ltxv-13b-0.9.7-distilled.safetensors`, `LTX-Video-0.9.7-distilled/`):
-/// weft's configs carry no such flag.
-fn is_distilled(path: &std::path::Path) -> bool {
-    let name = std::fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().to_lowercase()));
-    name.or_else(|| path.file_name().map(|n| n.to_string_lossy().to_lowercase())).is_some_and(|n| n.contains("distilled"))
-}
 
 pub fn model_properties() -> Vec<glib::ParamSpec> {
     vec![
@@ -182,10 +179,19 @@ pub fn model_properties() -> Vec<glib::ParamSpec> {
             .nick("Guidance")
             .blurb(
                 "LTX-Video only: classifier-free guidance scale in [1, 50], 1 = off (twice the work when on); \
-                 0: the checkpoint's default, 3.0, or 1.0 for a distilled checkpoint (told by \"distilled\" in \
-                 its file or directory name)",
+                 0: the sampling recipe's (3.0 dev, 1.0 distilled; see ltx-preset)",
             )
             .default_value(DEFAULT_GUIDANCE)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("ltx-preset")
+            .nick("LTX-Video recipe")
+            .blurb(
+                "LTX-Video only: sampling recipe, dev (guidance 3, 30 steps) or distilled (no guidance, the \
+                 fixed timesteps 1000,993,987,981,975,909,725,0.03); empty: distilled when the checkpoint's \
+                 name says \"distilled\" or its metadata lists fixed inference steps, else dev",
+            )
+            .default_value(Some(""))
             .mutable_ready()
             .build(),
         glib::ParamSpecUInt::builder("gen-size")
@@ -229,6 +235,7 @@ pub fn set_model_property(s: &mut ModelSettings, name: &str, value: &glib::Value
         "guidance" => s.guidance = value.get().expect("type checked"),
         "gen-size" => s.gen_size = value.get().expect("type checked"),
         "text-encoder" => s.text_encoder = string(value),
+        "ltx-preset" => s.ltx_preset = string(value),
         _ => return false,
     }
     true
@@ -245,6 +252,7 @@ pub fn model_property(s: &ModelSettings, name: &str) -> Option<glib::Value> {
         "guidance" => s.guidance.to_value(),
         "gen-size" => s.gen_size.to_value(),
         "text-encoder" => s.text_encoder.to_value(),
+        "ltx-preset" => s.ltx_preset.to_value(),
         _ => return None,
     })
 }
@@ -326,7 +334,7 @@ impl LazyModel {
 
 /// An element's model and the settings it was made for.
 pub struct Engine {
-    pub key: (String, String, String),
+    pub key: ModelKey,
     pub model: Arc<LazyModel>,
 }
 
@@ -351,6 +359,7 @@ pub fn load_engine(
             "prompt" | "negative-prompt" => "cannot follow a prompt",
             "guidance" => "has no prompt to guide by",
             "gen-size" => "works at the stream's own size",
+            "ltx-preset" => "has no sampling recipe",
             _ => "has no use for a text encoder",
         };
         gst::element_error!(
@@ -369,6 +378,35 @@ pub fn load_engine(
     if let Some(e) = cached.filter(|e| e.key == key) {
         return Ok(Engine { key, model: e.model.clone() });
     }
+    // Elements of the process with the same model settings share one model
+    // (held while any of them holds it). The lock is kept while a new one is
+    // checked, so elements starting together still load it once.
+    let mut shared = SHARED_MODELS.lock().unwrap_or_else(|e| e.into_inner());
+    shared.retain(|_, m| m.strong_count() > 0);
+    if let Some(model) = shared.get(&key).and_then(std::sync::Weak::upgrade) {
+        gst::debug!(CAT, obj = element, "sharing the model of another element ({})", s.model_path);
+        return Ok(Engine { key, model });
+    }
+    let engine = new_engine(element, s, key)?;
+    shared.insert(engine.key.clone(), Arc::downgrade(&engine.model));
+    Ok(engine)
+}
+
+type ModelKey = (String, String, String);
+
+/// The models elements hold, by (model path, device, text encoder).
+static SHARED_MODELS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<ModelKey, std::sync::Weak<LazyModel>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// How many distinct models the elements of this process hold now (several
+/// elements with the same model settings share one).
+pub fn models_in_use() -> usize {
+    SHARED_MODELS.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|m| m.strong_count() > 0).count()
+}
+
+/// A new engine for `s` (see [`load_engine`]).
+fn new_engine(element: &gst::Element, s: &ModelSettings, key: ModelKey) -> Result<Engine, gst::StateChangeError> {
+    let ltx = s.is_ltx();
     let device = match weft::model::parse_device(&s.device) {
         Ok(d) => d,
         Err(e) => {

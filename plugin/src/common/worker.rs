@@ -47,6 +47,8 @@ pub struct Worker {
     queue: Mutex<Queue>,
     cond: Condvar,
     cancel: AtomicBool,
+    /// Fills against a live stream: measured, and held when late.
+    pub pace: Pace,
 }
 
 impl Default for Worker {
@@ -61,6 +63,7 @@ impl Default for Worker {
             }),
             cond: Condvar::new(),
             cancel: AtomicBool::new(true),
+            pace: Pace::default(),
         }
     }
 }
@@ -193,15 +196,105 @@ impl Worker {
             Item::Buffer(b) => srcpad.push(b).map_err(|flow| TaskError { flow, message: None }),
             Item::Event(e) => {
                 let is_eos = e.type_() == gst::EventType::Eos;
+                if let gst::EventView::Segment(s) = e.view()
+                    && let Ok(seg) = s.segment().clone().downcast::<gst::ClockTime>()
+                {
+                    self.pace.set_segment(seg);
+                }
                 if !srcpad.push_event(e) && is_eos {
                     gst::debug!(CAT, obj = element, "EOS not handled downstream");
                 }
                 Ok(gst::FlowSuccess::Ok)
             }
-            Item::Fill(job) => job.run(element, srcpad, &self.cancel),
-            Item::Plan(job) => job.run(element, srcpad, &self.cancel),
+            Item::Fill(job) => match self.pace.late(element, job.start, job.dur, job.n) {
+                Some(late) if !job.before.is_empty() || !job.after.is_empty() => {
+                    self.hold_late(element, srcpad, &job, late)
+                }
+                _ => {
+                    let n = job.n;
+                    self.measured(element, n, || job.run(element, srcpad, &self.cancel))
+                }
+            },
+            Item::Plan(mut job) => {
+                let (start, n) = (job.slots.first().map(|s| s.pts), job.slots.len());
+                match start.filter(|_| !job.hold).and_then(|s| self.pace.late(element, s, job.dur, n)) {
+                    Some(late) => {
+                        gst::warning!(
+                            CAT,
+                            obj = element,
+                            "late: {} frame(s) at {} would be ready {} after the original after them is due \
+                             (generation takes about {}): holding the last frame",
+                            n,
+                            start.display(),
+                            late.by,
+                            late.estimate
+                        );
+                        job.hold = true;
+                        job.reason = "late";
+                        job.run(element, srcpad, &self.cancel)
+                    }
+                    None if job.hold => job.run(element, srcpad, &self.cancel),
+                    None => self.measured(element, n, || job.run(element, srcpad, &self.cancel)),
+                }
+            }
         };
         self.item_done(element, srcpad, res);
+    }
+
+    /// Runs a fill of `n` frames, recording its generation time (pushing
+    /// left out) for the pacing of live streams.
+    fn measured(
+        &self,
+        element: &gst::Element,
+        n: usize,
+        run: impl FnOnce() -> Result<gst::FlowSuccess, TaskError>,
+    ) -> Result<gst::FlowSuccess, TaskError> {
+        let t0 = std::time::Instant::now();
+        take_push_time();
+        if let Some(d) = test_fill_delay(n) {
+            std::thread::sleep(d);
+        }
+        let res = run();
+        let generation = t0.elapsed().saturating_sub(take_push_time());
+        if res.is_ok() {
+            self.pace.record(element, n, generation);
+        }
+        res
+    }
+
+    /// A fill that would be late: the nearest frame before the run (after
+    /// it at the start of the stream) is repeated for every frame of it, and
+    /// a `weft-fill` message says `method=hold, reason=late`.
+    fn hold_late(
+        &self,
+        element: &gst::Element,
+        srcpad: &gst::Pad,
+        job: &FillJob,
+        late: Late,
+    ) -> Result<gst::FlowSuccess, TaskError> {
+        let t0 = std::time::Instant::now();
+        let held = job.before.last().or(job.after.first()).expect("a frame to hold");
+        gst::warning!(
+            CAT,
+            obj = element,
+            "late: {} frame(s) at {} would be ready {} after the original after them is due \
+             (generation takes about {}): holding the last frame",
+            job.n,
+            job.start,
+            late.by,
+            late.estimate
+        );
+        for i in 0..job.n {
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(TaskError { flow: gst::FlowError::Flushing, message: None });
+            }
+            // A new buffer sharing the held frame's memory.
+            let mut b = held.copy();
+            mark_generated(b.make_mut(), job.start + job.dur * i as u64, job.dur, "hold", i);
+            srcpad.push(b).map_err(|flow| TaskError { flow, message: None })?;
+        }
+        post_fill_message(element, job.start, job.n, "hold", "late", job.dur, Some(t0.elapsed().as_secs_f64()));
+        Ok(gst::FlowSuccess::Ok)
     }
 
     /// The task is done with an item. On failure the flow return is recorded
@@ -250,6 +343,7 @@ pub fn activate_src(
         worker.start_task(element, pad).map_err(|e| gst::loggable_error!(CAT, "cannot start the src task: {}", e))
     } else {
         worker.start_flushing();
+        worker.pace.reset();
         pad.stop_task().map_err(|e| gst::loggable_error!(CAT, "cannot stop the src task: {}", e))
     }
 }
@@ -275,6 +369,26 @@ pub fn handle_flush(worker: &Arc<Worker>, element: &gst::Element, srcpad: &gst::
         }
         _ => unreachable!("handle_flush called with {:?}", event.type_()),
     }
+}
+
+/// LATENCY query on a src pad of an element that paces its fills:
+/// upstream's latency plus `added` and, when upstream is live, the worst
+/// generation time of one fill ([`Pace::allowance`]).
+pub fn query_latency_paced(
+    sinkpad: &gst::Pad,
+    query: &mut gst::QueryRef,
+    added: gst::ClockTime,
+    pace: &Pace,
+) -> bool {
+    let gst::QueryViewMut::Latency(q) = query.view_mut() else { return false };
+    let mut upstream = gst::query::Latency::new();
+    if !sinkpad.peer_query(&mut upstream) {
+        return false;
+    }
+    let (live, min, max) = upstream.result();
+    let added = added + pace.allowance(live);
+    q.set(live, min + added, max.map(|m| m + added));
+    true
 }
 
 /// LATENCY query on a src pad: upstream's latency plus `added`.

@@ -172,6 +172,21 @@ impl WeftElementImpl for WeftExtend {
     fn sink_event(&self, pad: &gst::Pad, mut event: gst::Event) -> bool {
         use gst::EventView;
         gst::log!(CAT, obj = pad, "handling {:?}", event);
+        // Streaming, not in a state change: NLE drops a child's ERROR there.
+        if let gst::EventView::Caps(_) = event.view()
+            && let Some(nle) = common::editing_timeline(self.obj().upcast_ref())
+        {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::NotImplemented,
+                ("weftextend cannot lengthen a clip in a GES timeline (GStreamer Editing Services, Pitivi; \
+                 it is inside a {}): a clip plays no longer than its media, so the frames it adds would \
+                 be cut. Extend the file instead (weft extend IN -o OUT --seconds N) and import the \
+                 longer file",
+                    nle)
+            );
+            return false;
+        }
         let mut replace = None;
         match event.view() {
             EventView::FlushStart(_) => {

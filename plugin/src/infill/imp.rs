@@ -30,6 +30,8 @@ use once_cell::sync::Lazy;
 use crate::common::{self, CAT, FillJob, Item, ModelSettings, PlanJob, PlanSlot};
 use crate::element::{self, Core, WeftElementImpl};
 
+use super::dups;
+
 const DEFAULT_MAX_GAP: u32 = 30;
 const DEFAULT_SCENE_THRESHOLD: f64 = weft::analysis::DEFAULT_SCENE_THRESHOLD;
 
@@ -38,11 +40,17 @@ struct Settings {
     model: ModelSettings,
     max_gap: u32,
     scene_threshold: f64,
+    dups: dups::DupSettings,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { model: ModelSettings::default(), max_gap: DEFAULT_MAX_GAP, scene_threshold: DEFAULT_SCENE_THRESHOLD }
+        Self {
+            model: ModelSettings::default(),
+            max_gap: DEFAULT_MAX_GAP,
+            scene_threshold: DEFAULT_SCENE_THRESHOLD,
+            dups: dups::DupSettings::default(),
+        }
     }
 }
 
@@ -60,6 +68,8 @@ struct State {
     dur: Option<gst::ClockTime>,
     /// Frame-rate conversion, when the src caps' rate differs.
     retime: Option<Retime>,
+    /// `replace-duplicates` detection.
+    dups: dups::Detector,
     /// The src caps picked for the sink caps.
     out_caps: Option<gst::Caps>,
 }
@@ -75,6 +85,7 @@ impl Default for State {
             dur: None,
             retime: None,
             out_caps: None,
+            dups: dups::Detector::default(),
         }
     }
 }
@@ -652,6 +663,42 @@ impl WeftInfill {
     }
 }
 
+impl WeftInfill {
+    /// `replace-duplicates` (`dups.rs`): `None` when `buffer` repeats the
+    /// frame before it and is dropped (its time covered as by a GAP event,
+    /// so a run at the end is generated at EOS), else the number of repeats
+    /// dropped just before it.
+    fn check_duplicate(&self, buffer: &gst::Buffer) -> Result<Option<u32>, gst::FlowError> {
+        let settings = self.settings();
+        let mut st = self.lock_state();
+        let Some(info) = st.info.clone() else { return Ok(Some(0)) };
+        match st.dups.check(&settings.dups, &info, buffer, settings.max_gap) {
+            Ok(dups::Verdict::Pass { after }) => Ok(Some(after)),
+            Ok(dups::Verdict::Drop) => {
+                let dur = buffer.duration().or_else(|| common::frame_duration(&info, None));
+                if let (Some(pts), Some(dur)) = (buffer.pts(), dur) {
+                    st.gap_end = Some(st.gap_end.map_or(pts + dur, |e| e.max(pts + dur)));
+                }
+                gst::log!(CAT, imp = self, "buffer at {:?} repeats the one before: regenerated", buffer.pts());
+                Ok(None)
+            }
+            Err(e) => {
+                drop(st);
+                gst::element_imp_error!(self, gst::StreamError::Format, ("replace-duplicates: {}", e));
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// Repeats dropped at the end of a segment are generated before it ends.
+    fn flush_duplicates(&self) -> bool {
+        if self.lock_state().dups.pending() == 0 {
+            return true;
+        }
+        self.end_fill().is_none_or(|fill| self.core.worker.enqueue(fill).is_ok())
+    }
+}
+
 impl WeftElementImpl for WeftInfill {
     fn core(&self) -> &Core {
         &self.core
@@ -669,6 +716,7 @@ impl WeftElementImpl for WeftInfill {
         if self.core.srcpad.check_reconfigure() {
             self.renegotiate()?;
         }
+        let Some(after_dups) = self.check_duplicate(&buffer)? else { return Ok(gst::FlowSuccess::Ok) };
         let retiming = {
             let st = self.lock_state();
             st.retime.is_some() && st.segment.rate() > 0.0
@@ -718,6 +766,9 @@ impl WeftElementImpl for WeftInfill {
                 }
             }
         }
+        if let Some(Item::Fill(job)) = fill.as_mut().filter(|_| after_dups > 0) {
+            job.reason = "duplicate";
+        }
         if let Some(fill) = fill {
             self.core.worker.enqueue(fill)?;
         }
@@ -738,6 +789,7 @@ impl WeftElementImpl for WeftInfill {
                     st.history.clear();
                     st.next_pts = None;
                     st.gap_end = None;
+                    st.dups.reset();
                     if let Some(rt) = st.retime.as_mut() {
                         rt.reset();
                     }
@@ -745,13 +797,14 @@ impl WeftElementImpl for WeftInfill {
                 return self.core.handle_flush(self.obj().upcast_ref(), event);
             }
             EventView::StreamStart(_) => {
-                if !self.retime_flush_pending(true) {
+                if !self.retime_flush_pending(true) || !self.flush_duplicates() {
                     return false;
                 }
                 let mut st = self.lock_state();
                 st.history.clear();
                 st.next_pts = None;
                 st.gap_end = None;
+                st.dups.reset();
                 if let Some(rt) = st.retime.as_mut() {
                     rt.reset();
                 }
@@ -790,7 +843,7 @@ impl WeftElementImpl for WeftInfill {
                     gst::element_imp_error!(self, gst::StreamError::Format, ("weftinfill needs a TIME segment"));
                     return false;
                 };
-                if !self.retime_flush_pending(true) {
+                if !self.retime_flush_pending(true) || !self.flush_duplicates() {
                     return false;
                 }
                 let mut st = self.lock_state();
@@ -798,6 +851,7 @@ impl WeftElementImpl for WeftInfill {
                 st.history.clear();
                 st.next_pts = None;
                 st.gap_end = None;
+                st.dups.reset();
                 if let Some(rt) = st.retime.as_mut() {
                     rt.reset();
                 }
@@ -829,6 +883,7 @@ impl WeftElementImpl for WeftInfill {
                 }
                 let mut st = self.lock_state();
                 st.gap_end = None;
+                st.dups.reset();
             }
             // Other serialized events go out behind the frames before them.
             _ if event.is_serialized() && !self.retime_flush_pending(false) => return false,
@@ -869,7 +924,8 @@ impl WeftElementImpl for WeftInfill {
                     common::context_latency(dur)
                 }
             };
-            let ret = common::query_latency(&self.core.sinkpad, query, added);
+            // With a live upstream, also the worst generation time of one fill.
+            let ret = common::query_latency_paced(&self.core.sinkpad, query, added, &self.core.worker.pace);
             gst::debug!(CAT, imp = self, "latency query: added {} -> {:?}", added, query);
             return ret;
         }
@@ -897,6 +953,7 @@ impl ObjectImpl for WeftInfill {
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
             let mut v = common::model_properties();
+            v.extend(dups::properties());
             v.push(
                 glib::ParamSpecUInt::builder("max-gap")
                     .nick("Maximum gap")
@@ -932,7 +989,9 @@ impl ObjectImpl for WeftInfill {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = element::lock(&self.settings);
-        if common::set_model_property(&mut s.model, pspec.name(), value) {
+        if common::set_model_property(&mut s.model, pspec.name(), value)
+            || dups::set_property(&mut s.dups, pspec.name(), value)
+        {
             return;
         }
         match pspec.name() {
@@ -944,7 +1003,8 @@ impl ObjectImpl for WeftInfill {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         let s = element::lock(&self.settings);
-        if let Some(v) = common::model_property(&s.model, pspec.name()) {
+        let name = pspec.name();
+        if let Some(v) = common::model_property(&s.model, name).or_else(|| dups::property(&s.dups, name)) {
             return v;
         }
         match pspec.name() {
@@ -957,6 +1017,17 @@ impl ObjectImpl for WeftInfill {
     fn constructed(&self) {
         self.parent_constructed();
         self.core.add_pads(self.obj().upcast_ref());
+        // Fills are paced against a live stream: held when late (common::Pace).
+        self.core.worker.pace.enable();
+        let worker = self.core.worker.clone();
+        self.core.srcpad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(gst::PadProbeData::Event(e)) = &info.data
+                && let gst::EventView::Latency(l) = e.view()
+            {
+                worker.pace.set_latency(l.latency());
+            }
+            gst::PadProbeReturn::Ok
+        });
     }
 }
 

@@ -3,6 +3,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod dups;
 mod imp;
 
 glib::wrapper! {
