@@ -144,3 +144,23 @@ fn missing_model_is_named() {
     fails(weft().arg("infill").arg(&c).arg("-o").arg(&out).args(["--model", d.path().join("nomodel").to_str().unwrap()]), "nomodel");
     assert_no_output(d.path(), "out.mp4");
 }
+
+/// `weft gaps IN | head -1`: the reader stops early; weft stops quietly, no
+/// panic message on a closed pipe.
+#[test]
+fn a_closed_output_pipe_is_no_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let c = clip(d.path(), "in.mkv", "32x24", 30, &[3, 7, 11, 15, 19, 23], "ffv1", false);
+    let mut child = weft()
+        .arg("gaps")
+        .arg(&c)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before weft prints
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+}
