@@ -52,23 +52,6 @@ fn have_ges() -> bool {
     found
 }
 
-/// A directory holding only the built plugin (as in tests/launch.rs).
-fn plugin_dir() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().unwrap();
-        let so = exe.parent().unwrap().join("libgstweft.so");
-        assert!(so.exists(), "{} not built (cargo test -p gst-plugin-weft builds it)", so.display());
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gst-plugin-weft");
-        std::fs::create_dir_all(&dir).unwrap();
-        let tmp = dir.join(format!(".libgstweft.so.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&so, &tmp).unwrap();
-        std::fs::rename(&tmp, dir.join("libgstweft.so")).unwrap();
-        dir
-    })
-    .clone()
-}
 
 /// Renders `timeline` (ges-launch-1.0's timeline description) in a video
 /// track restricted to `caps` to FFV1/Matroska `out`. Returns (success, output).
@@ -79,7 +62,7 @@ fn ges_render(caps: &str, timeline: &[String], out: &Path) -> (bool, String) {
         .args(timeline)
         .args(["-o", &uri(out), "-f", FFV1_MKV])
         .current_dir(repo())
-        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_PLUGIN_PATH", util::plugin_dir())
         .env("GST_REGISTRY", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gst-registry.bin"))
         .output()
         .expect("run ges-launch-1.0");

@@ -22,29 +22,6 @@ fn data(name: &str) -> PathBuf {
     p
 }
 
-/// A directory holding only the built plugin (GST_PLUGIN_PATH scans
-/// recursively; target/debug holds much else).
-fn plugin_dir() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        // Tests run as target/<profile>/deps/launch-<hash>; `cargo test`
-        // links the cdylib beside them (only `cargo build` copies it up to
-        // target/<profile>/, so that copy may be stale).
-        let exe = std::env::current_exe().unwrap();
-        let deps = exe.parent().unwrap();
-        let so = deps.join("libgstweft.so");
-        assert!(so.exists(), "{} not built (cargo test -p gst-plugin-weft builds it)", so.display());
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gst-plugin-weft");
-        std::fs::create_dir_all(&dir).unwrap();
-        // Atomically replace the link (another test binary may use it).
-        let tmp = dir.join(format!(".libgstweft.so.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        std::os::unix::fs::symlink(&so, &tmp).unwrap();
-        std::fs::rename(&tmp, dir.join("libgstweft.so")).unwrap();
-        dir
-    })
-    .clone()
-}
 
 /// Runs `gst-launch-1.0 ARGS` (a launch line as in the README) in the repo
 /// root with the plugin on GST_PLUGIN_PATH. Returns (success, output).
@@ -53,7 +30,7 @@ fn gst_launch(line: &str) -> (bool, String) {
         .arg("-q")
         .args(line.split_whitespace())
         .current_dir(repo())
-        .env("GST_PLUGIN_PATH", plugin_dir())
+        .env("GST_PLUGIN_PATH", util::plugin_dir())
         .env("GST_REGISTRY", PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gst-registry.bin"))
         .output()
         .expect("run gst-launch-1.0");

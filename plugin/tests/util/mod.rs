@@ -138,3 +138,27 @@ pub fn errors(bus: &gst::Bus) -> Vec<String> {
 pub fn pts_frames(bufs: &[gst::Buffer], dur: gst::ClockTime) -> Vec<u64> {
     bufs.iter().map(|b| (b.pts().unwrap().nseconds() + dur.nseconds() / 2) / dur.nseconds()).collect()
 }
+
+/// A directory holding only the built plugin (GST_PLUGIN_PATH scans
+/// recursively; target/debug holds much else).
+pub fn plugin_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        // Tests run as target/<profile>/deps/<test>-<hash>; `cargo test`
+        // links the cdylib beside them (only `cargo build` copies it up to
+        // target/<profile>/, so that copy may be stale).
+        let exe = std::env::current_exe().unwrap();
+        let deps = exe.parent().unwrap();
+        let so = deps.join("libgstweft.so");
+        assert!(so.exists(), "{} not built (cargo test -p gst-plugin-weft builds it)", so.display());
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gst-plugin-weft");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Atomically replace the link (another test binary may use it).
+        let tmp = dir.join(format!(".libgstweft.so.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&so, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("libgstweft.so")).unwrap();
+        dir
+    })
+    .clone()
+}
