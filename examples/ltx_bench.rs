@@ -128,6 +128,15 @@ fn main() -> anyhow::Result<()> {
                 "peak_mib": status_mib("VmHWM").round(),
             })
         );
+        let prof = weft::model::ltx::profile::report();
+        if !prof.is_empty() {
+            let per_run = repeat.max(1) as f64;
+            let parts: serde_json::Map<String, serde_json::Value> = prof
+                .iter()
+                .map(|(l, s, _)| (l.to_string(), serde_json::json!((s / per_run * 1000.0).round() / 1000.0)))
+                .collect();
+            println!("{}", serde_json::json!({"event": "profile", "case": case, "seconds_per_run": parts}));
+        }
         outs.insert(case.to_string(), y);
     }
     if let Some(out) = out {
@@ -139,10 +148,13 @@ fn main() -> anyhow::Result<()> {
 /// GFLOP/s of one self-attention of the 2B transformer (32 heads of 64) at
 /// the small and large cases' token counts (640, 2688): weft's kernel.
 fn attention_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
+    // LTX_BENCH_KEYS=L: L keys (cross-attention: 128 text tokens) instead of S.
+    let keys: Option<usize> = std::env::var("LTX_BENCH_KEYS").ok().and_then(|v| v.parse().ok());
     for s in [640usize, 2688] {
-        let r = |seed: f32| -> anyhow::Result<Tensor> { Ok((Tensor::randn(seed, 1.0, (1, s, 2048), dev)?).to_dtype(dt)?) };
-        let (q, k, v) = (r(0.0)?, r(0.1)?, r(0.2)?);
-        let flop = 4.0 * (s * s * 2048) as f64;
+        let l = keys.unwrap_or(s);
+        let r = |seed: f32, n: usize| -> anyhow::Result<Tensor> { Ok((Tensor::randn(seed, 1.0, (1, n, 2048), dev)?).to_dtype(dt)?) };
+        let (q, k, v) = (r(0.0, s)?, r(0.1, l)?, r(0.2, l)?);
+        let flop = 4.0 * (s * l * 2048) as f64;
         kernels::attention(&q, &k, &v, 32, None)?;
         let mut best = f64::INFINITY;
         for _ in 0..repeat {
@@ -152,7 +164,7 @@ fn attention_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()>
         }
         println!(
             "{}",
-            serde_json::json!({"event": "attention", "tokens": s, "dtype": format!("{dt:?}"),
+            serde_json::json!({"event": "attention", "tokens": s, "keys": l, "dtype": format!("{dt:?}"),
                 "seconds": (best * 1000.0).round() / 1000.0, "gflops": (flop / best / 1e9).round(),
                 "per_step_28_layers_s": (best * 28.0 * 10.0).round() / 10.0})
         );
@@ -164,7 +176,11 @@ fn attention_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()>
 /// layer at 640 tokens): candle's matmul, and weft's `Linear` (for bf16 with
 /// the path `WEFT_LTX_BF16` selects).
 fn matmul_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
-    let (m, k, n) = (640usize, 2048usize, 8192usize);
+    // LTX_BENCH_MKN=m,k,n: another shape.
+    let (m, k, n) = match std::env::var("LTX_BENCH_MKN").ok().map(|v| v.split(',').map(str::parse).collect::<Result<Vec<usize>, _>>()) {
+        Some(Ok(v)) if v.len() == 3 => (v[0], v[1], v[2]),
+        _ => (640usize, 2048usize, 8192usize),
+    };
     let flop = 2.0 * (m * k * n) as f64;
     let x = Tensor::randn(0f32, 1.0, (1, m, k), dev)?.to_dtype(dt)?;
     let w = (Tensor::randn(0f32, 1.0, (n, k), dev)? * 0.02)?.to_dtype(dt)?;

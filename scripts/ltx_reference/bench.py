@@ -8,6 +8,8 @@ Subcommands (all paths under one scratch directory, default data/bench/ltx):
                 diffusion_pytorch_model.safetensors, loadable by from_pretrained
                 and by weft), and the inputs of every case (DIR/inputs.safetensors).
                 Reuses what is already there (DIR/stamp.json records the seeds).
+                --layers N: only the transformer, cut to its first N blocks (same
+                width; for profiling a few blocks quickly; no VAE).
   run DIR       time diffusers on the cases: --model transformer|vae, --dtype
                 f32|bf16, --cases small,large; writes its outputs to --out and one
                 JSON line per case (seconds, peak resident MiB) to stdout.
@@ -125,10 +127,11 @@ def save_model(model, d):
 
 def make(args):
     import torch
-    from safetensors.torch import save_file
 
     d = Path(args.dir)
     stamp = {"seed": SEED, "cases": CASES, "text": [TEXT_LEN, TEXT_VALID], "v": 1}
+    if args.layers:
+        stamp["layers"] = args.layers
     stamp_file = d / "stamp.json"
     if stamp_file.exists() and json.loads(stamp_file.read_text()) == json.loads(json.dumps(stamp)):
         print(f"reusing {d}", file=sys.stderr)
@@ -140,10 +143,14 @@ def make(args):
     # Default PyTorch/diffusers initialisation (Linear/Conv: U(+-1/sqrt(fan_in)),
     # scale_shift_tables: N(0, 1/dim)) with fixed seeds: sensible activation scales.
     torch.manual_seed(SEED)
-    model = LTXVideoTransformer3DModel(**LTX_2B).eval()
+    model = LTXVideoTransformer3DModel(**{**LTX_2B, "num_layers": args.layers or LTX_2B["num_layers"]}).eval()
     save_model(model, d / "transformer")
     del model
     print(f"transformer written ({time.time() - t0:.0f} s)", file=sys.stderr)
+    if args.layers:
+        write_inputs(d)
+        stamp_file.write_text(json.dumps(stamp))
+        return
     torch.manual_seed(SEED + 1)
     vae = AutoencoderKLLTXVideo(**VAE_095).eval()
     g = torch.Generator().manual_seed(SEED + 2)
@@ -152,6 +159,14 @@ def make(args):
         vae.latents_std.copy_(torch.rand(128, generator=g) + 0.5)
     save_model(vae, d / "vae")
     del vae
+    write_inputs(d)
+    stamp_file.write_text(json.dumps(stamp))
+    print(f"bench files written to {d} ({time.time() - t0:.0f} s)", file=sys.stderr)
+
+
+def write_inputs(d):
+    import torch
+    from safetensors.torch import save_file
 
     g = torch.Generator().manual_seed(SEED + 3)
     io = {}
@@ -164,8 +179,6 @@ def make(args):
     mask[:, :TEXT_VALID] = 1
     io["encoder_attention_mask"] = mask
     save_file({k: v.contiguous() for k, v in io.items()}, str(d / "inputs.safetensors"))
-    stamp_file.write_text(json.dumps(stamp))
-    print(f"bench files written to {d} ({time.time() - t0:.0f} s)", file=sys.stderr)
 
 
 def run(args):
@@ -366,6 +379,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make")
     m.add_argument("dir")
+    m.add_argument("--layers", type=int, default=0)
     r = sub.add_parser("run")
     r.add_argument("dir")
     r.add_argument("--model", choices=["transformer", "vae"], required=True)

@@ -8,6 +8,7 @@
 pub mod generate;
 pub mod kernels;
 pub mod pipeline;
+pub mod profile;
 pub mod load;
 pub mod scheduler;
 pub mod text;

@@ -51,6 +51,7 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use super::kernels::{self, Act, Linear};
+use super::profile;
 
 /// diffusers' `LTXVideoTransformer3DModel` config (`transformer/config.json`).
 /// Missing fields take diffusers' defaults, which are LTX-Video 2B's values.
@@ -457,9 +458,14 @@ impl Attention {
             // Fused norm + rotary, and attention over chunks of queries
             // (bounded score buffer; see `kernels`).
             let rope = rope.map(|(c, s)| (c, s));
-            let q = kernels::qk_norm_rope(&self.to_q.forward(x)?, &self.norm_q, QK_EPS, rope)?;
-            let k = kernels::qk_norm_rope(&self.to_k.forward(context)?, &self.norm_k, QK_EPS, rope)?;
-            let v = self.to_v.forward(context)?;
+            let cross = !std::ptr::eq(context, x);
+            let p = profile::scope(if cross { "cross.qkv" } else { "self.qkv" });
+            let (q, k, v) = (self.to_q.forward(x)?, self.to_k.forward(context)?, self.to_v.forward(context)?);
+            drop(p);
+            let p = profile::scope(if cross { "cross.norm_rope" } else { "self.norm_rope" });
+            let q = kernels::qk_norm_rope(&q, &self.norm_q, QK_EPS, rope)?;
+            let k = kernels::qk_norm_rope(&k, &self.norm_k, QK_EPS, rope)?;
+            drop(p);
             let bias = match bias {
                 Some(b) => {
                     let (bb, _, _, l) = b.dims4()?;
@@ -467,7 +473,10 @@ impl Attention {
                 }
                 None => None,
             };
+            let p = profile::scope(if cross { "cross.attention" } else { "self.attention" });
             let out = kernels::attention(&q, &k, &v, self.heads, bias.as_ref())?;
+            drop(p);
+            let _p = profile::scope(if cross { "cross.out" } else { "self.out" });
             return self.to_out.forward(&out);
         }
         let mut q = rms_norm(&self.to_q.forward(x)?, Some(&self.norm_q), QK_EPS)?;
@@ -526,7 +535,11 @@ impl FeedForward {
 
 impl Module for FeedForward {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.out.forward(&self.proj.forward_act(x, Act::GeluTanh)?)
+        let p = profile::scope("ff.up_gelu");
+        let h = self.proj.forward_act(x, Act::GeluTanh)?;
+        drop(p);
+        let _p = profile::scope("ff.down");
+        self.out.forward(&h)
     }
 }
 
@@ -573,6 +586,7 @@ impl TransformerBlock {
         rope: &(Tensor, Tensor),
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
+        let p = profile::scope("block.ada");
         let (b, t, _) = temb.dims3()?;
         let d = self.scale_shift_table.dim(1)?;
         let ada = temb.reshape((b, t, 6, d))?.broadcast_add(
@@ -588,15 +602,24 @@ impl TransformerBlock {
         {
             // Fused norm/modulation and gated residuals (f32 arithmetic).
             let ada = ada.to_dtype(DType::F32)?.contiguous()?;
+            drop(p);
+            let p = profile::scope("block.norm_residual");
             let h = kernels::rms_norm_modulate(x, &ada, 0, 1, self.eps)?;
+            drop(p);
             let h = self.attn1.forward(&h, None, None, Some(rope))?;
+            let p = profile::scope("block.norm_residual");
             let x = kernels::gated_residual(x, &h, &ada, 2)?;
+            drop(p);
             let h = self.attn2.forward(&x, Some(context), bias, None)?;
+            let p = profile::scope("block.norm_residual");
             let x = (x + h)?;
             let h = kernels::rms_norm_modulate(&x, &ada, 3, 4, self.eps)?;
+            drop(p);
             let h = self.ff.forward(&h)?;
+            let _p = profile::scope("block.norm_residual");
             return kernels::gated_residual(&x, &h, &ada, 5);
         }
+        drop(p);
         let p = |i: usize| ada.narrow(2, i, 1)?.squeeze(2);
         let (shift_msa, scale_msa, gate_msa) = (p(0)?, p(1)?, p(2)?);
         let (shift_mlp, scale_mlp, gate_mlp) = (p(3)?, p(4)?, p(5)?);
@@ -761,6 +784,7 @@ impl LtxVideoTransformer3DModel {
             bail!("LTX transformer: {seq} tokens but a {num_frames}x{height}x{width} latent grid")
         }
         let device = hidden_states.device();
+        let pre = profile::scope("model.pre");
         let (cos, sin) = self.rope.forward(
             b,
             num_frames,
@@ -795,11 +819,13 @@ impl LtxVideoTransformer3DModel {
             .caption_projection
             .forward(&encoder_hidden_states.to_dtype(self.dtype)?)?;
 
+        drop(pre);
         let mut x = x;
         for block in &self.transformer_blocks {
             x = block.forward(&x, &context, &temb, &rope, bias.as_ref())?;
         }
 
+        let _post = profile::scope("model.post");
         let d = self.scale_shift_table.dim(1)?;
         let ss = self
             .scale_shift_table
