@@ -195,6 +195,9 @@ fn inspect_model(path: &std::path::Path, text_encoder: Option<&std::path::Path>)
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: the malloc arena cap covers only threads
+    // started after it (see `tune_allocator`).
+    weft::runtime::tune_allocator();
     let cli = Cli::parse();
     // Ctrl-C, SIGTERM, SIGHUP: remove the unfinished output and exit 130/143/129.
     if let Err(e) = weft::interrupt::install() {

@@ -61,10 +61,12 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Initialises FFmpeg once (and keeps its own log quiet: problems are
-/// reported by weft, once, in its own words).
+/// reported by weft, once, in its own words), and tunes malloc before the
+/// first decoder starts its threads (see [`crate::runtime::tune_allocator`]).
 pub(crate) fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        crate::runtime::tune_allocator();
         let _ = ff::init();
         ff::util::log::set_level(ff::util::log::Level::Fatal);
     });

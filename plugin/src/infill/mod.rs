@@ -3,8 +3,12 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod caps;
 mod dups;
+mod holes;
 mod imp;
+mod retime;
+mod settings;
 
 glib::wrapper! {
     pub struct WeftInfill(ObjectSubclass<imp::WeftInfill>) @extends gst::Element, gst::Object;
