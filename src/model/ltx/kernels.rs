@@ -31,8 +31,7 @@ use rayon::prelude::*;
 // ---------------------------------------------------------------- dispatch
 
 /// How bf16 matrix products run on the CPU (`WEFT_LTX_BF16` = `amx`,
-/// `avx512bf16`, `f32` or `candle` overrides the choice; AMX only when
-/// asked for).
+/// `avx512bf16`, `f32` or `candle` overrides the choice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bf16Matmul {
     /// Intel AMX tiles (Sapphire Rapids and later).
@@ -88,9 +87,12 @@ pub fn bf16_matmul() -> Bf16Matmul {
     *MODE.get_or_init(|| {
         let amx = amx_usable();
         let avx = has_avx512_bf16();
-        // AMX is used only when asked for: no machine weft is tested on has
-        // it, so its kernel is not the default anywhere.
-        let best = if avx {
+        // AMX first where the CPU has it and the kernel grants the tile
+        // state (its kernels are checked against f32 by the tests below on
+        // such a machine; elsewhere those tests run the AVX-512 BF16 path).
+        let best = if amx {
+            Bf16Matmul::Amx
+        } else if avx {
             Bf16Matmul::Avx512Bf16
         } else {
             Bf16Matmul::F32

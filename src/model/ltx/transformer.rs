@@ -727,6 +727,8 @@ pub struct LtxVideoTransformer3DModel {
 impl LtxVideoTransformer3DModel {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
+        // Reused freed buffers instead of fresh zeroed pages per op.
+        crate::runtime::tune_allocator();
         let d = cfg.inner_dim();
         let transformer_blocks = (0..cfg.num_layers)
             .map(|i| TransformerBlock::new(cfg, vb.pp("transformer_blocks").pp(i.to_string())))

@@ -987,6 +987,8 @@ pub struct Encoder3d {
 
 impl Encoder3d {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        // Reused freed buffers instead of fresh zeroed pages per op.
+        crate::runtime::tune_allocator();
         let causal = cfg.encoder_causal;
         let eps = cfg.resnet_norm_eps;
         let boc = &cfg.block_out_channels;
@@ -1104,6 +1106,8 @@ pub struct Decoder3d {
 
 impl Decoder3d {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        // Reused freed buffers instead of fresh zeroed pages per op.
+        crate::runtime::tune_allocator();
         let causal = cfg.decoder_causal;
         let eps = cfg.resnet_norm_eps;
         let tc = cfg.timestep_conditioning;
