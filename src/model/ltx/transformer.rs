@@ -612,7 +612,7 @@ impl TransformerBlock {
             drop(p);
             let h = self.attn2.forward(&x, Some(context), bias, None)?;
             let p = profile::scope("block.norm_residual");
-            let x = (x + h)?;
+            let x = kernels::residual_add(&x, &h)?;
             let h = kernels::rms_norm_modulate(&x, &ada, 3, 4, self.eps)?;
             drop(p);
             let h = self.ff.forward(&h)?;
