@@ -273,3 +273,27 @@ fn bf16_runs_close_to_f32() {
     eprintln!("bf16 b output: max abs error {e:.3e} (max |ref| {m:.3})");
     assert!(e <= 0.05 * m.max(1.0), "bf16: max abs error {e}");
 }
+
+/// The CPU feed-forward runs long inputs in row chunks (its 4x-wide
+/// intermediate kept small); any chunking gives the unchunked result.
+#[test]
+fn feed_forward_row_chunks_match_one_pass() -> Result<()> {
+    use weft::model::ltx::transformer::FeedForward;
+    let dev = Device::Cpu;
+    let dim = 64;
+    let mut ws = HashMap::new();
+    ws.insert("net.0.proj.weight".to_string(), (Tensor::randn(0f32, 1.0, (4 * dim, dim), &dev)? * 0.1)?);
+    ws.insert("net.0.proj.bias".to_string(), Tensor::randn(0f32, 0.1, 4 * dim, &dev)?);
+    ws.insert("net.2.weight".to_string(), (Tensor::randn(0f32, 1.0, (dim, 4 * dim), &dev)? * 0.05)?);
+    ws.insert("net.2.bias".to_string(), Tensor::randn(0f32, 0.1, dim, &dev)?);
+    let ff = FeedForward::new(dim, VarBuilder::from_tensors(ws, DType::F32, &dev))?;
+    let x = Tensor::randn(0f32, 1.0, (2, 61, dim), &dev)?;
+    let whole = ff.forward_rows(1 << 20, &x)?;
+    assert_eq!(whole.dims(), &[2, 61, dim]);
+    for chunk in [1, 12, 50, 121] {
+        let y = ff.forward_rows(chunk, &x)?;
+        let err = (&y - &whole)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(err <= 1e-6, "chunk {chunk}: max abs error {err}");
+    }
+    Ok(())
+}
