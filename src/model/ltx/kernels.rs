@@ -1334,55 +1334,7 @@ mod amx {
         a0: *const u16, a1: *const u16, b0: *const u16, b1: *const u16, kbn: usize, c: *mut f32, ldc: usize,
         accumulate: bool,
     ) {
-        debug_assert!(kbn > 0);
-        let ldcb = ldc * 4;
-        unsafe {
-            let c2 = c.add(16 * ldc);
-            if accumulate {
-                asm!(
-                    "tileloadd tmm0, [{c} + {s}*1]",
-                    "tileloadd tmm1, [{c} + {s}*1 + 64]",
-                    "tileloadd tmm2, [{c2} + {s}*1]",
-                    "tileloadd tmm3, [{c2} + {s}*1 + 64]",
-                    c = in(reg) c, c2 = in(reg) c2, s = in(reg) ldcb,
-                    options(nostack, readonly),
-                );
-            } else {
-                asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-            }
-            asm!(
-                "2:",
-                "tileloadd tmm4, [{a0} + {s64}*1]",
-                "tileloadd tmm5, [{a1} + {s64}*1]",
-                "tileloadd tmm6, [{b0} + {s64}*1]",
-                "tileloadd tmm7, [{b1} + {s64}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a0}, 1024",
-                "add {a1}, 1024",
-                "add {b0}, 1024",
-                "add {b1}, 1024",
-                "dec {n}",
-                "jnz 2b",
-                a0 = inout(reg) a0 => _,
-                a1 = inout(reg) a1 => _,
-                b0 = inout(reg) b0 => _,
-                b1 = inout(reg) b1 => _,
-                s64 = in(reg) 64usize,
-                n = inout(reg) kbn => _,
-                options(nostack, readonly),
-            );
-            asm!(
-                "tilestored [{c} + {s}*1], tmm0",
-                "tilestored [{c} + {s}*1 + 64], tmm1",
-                "tilestored [{c2} + {s}*1], tmm2",
-                "tilestored [{c2} + {s}*1 + 64], tmm3",
-                c = in(reg) c, c2 = in(reg) c2, s = in(reg) ldcb,
-                options(nostack),
-            );
-        }
+        unsafe { block_strided(a0, a1, 64, 1024, b0, b1, kbn, c, ldc, accumulate) }
     }
 
     /// `c[32 x 32]` (f32, row stride `ldc`) `(+)= a[32 x 32 kbn]` (bf16, row
@@ -1396,6 +1348,17 @@ mod amx {
     pub unsafe fn block(
         a: *const u16, lda: usize, b0: *const u16, b1: *const u16, kbn: usize, c: *mut f32, ldc: usize,
         accumulate: bool,
+    ) {
+        unsafe { block_strided(a, a.add(16 * lda), lda * 2, 64, b0, b1, kbn, c, ldc, accumulate) }
+    }
+
+    /// The tile loop: left rows `a0` (rows 0-15) and `a1` (rows 16-31),
+    /// `row_bytes` apart within a tile, advancing `step_bytes` per k block.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    unsafe fn block_strided(
+        a0: *const u16, a1: *const u16, row_bytes: usize, step_bytes: usize, b0: *const u16, b1: *const u16,
+        kbn: usize, c: *mut f32, ldc: usize, accumulate: bool,
     ) {
         debug_assert!(kbn > 0);
         let ldcb = ldc * 4;
@@ -1415,23 +1378,24 @@ mod amx {
             }
             asm!(
                 "2:",
-                "tileloadd tmm4, [{a} + {sa}*1]",
-                "tileloadd tmm5, [{a2} + {sa}*1]",
+                "tileloadd tmm4, [{a0} + {sa}*1]",
+                "tileloadd tmm5, [{a1} + {sa}*1]",
                 "tileloadd tmm6, [{b0} + {s64}*1]",
                 "tileloadd tmm7, [{b1} + {s64}*1]",
                 "tdpbf16ps tmm0, tmm4, tmm6",
                 "tdpbf16ps tmm1, tmm4, tmm7",
                 "tdpbf16ps tmm2, tmm5, tmm6",
                 "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a}, 64",
-                "add {a2}, 64",
+                "add {a0}, {step}",
+                "add {a1}, {step}",
                 "add {b0}, 1024",
                 "add {b1}, 1024",
                 "dec {n}",
                 "jnz 2b",
-                a = inout(reg) a => _,
-                a2 = inout(reg) a.add(16 * lda) => _,
-                sa = in(reg) lda * 2,
+                a0 = inout(reg) a0 => _,
+                a1 = inout(reg) a1 => _,
+                sa = in(reg) row_bytes,
+                step = in(reg) step_bytes,
                 b0 = inout(reg) b0 => _,
                 b1 = inout(reg) b1 => _,
                 s64 = in(reg) 64usize,
@@ -1785,53 +1749,57 @@ pub fn rms_norm_modulate(x: &Tensor, ada: &Tensor, shift_idx: usize, scale_idx: 
 
 /// `x + h` (`[B, S, D]` each), f32 arithmetic, in `x`'s dtype.
 pub fn residual_add(x: &Tensor, h: &Tensor) -> Result<Tensor> {
-    let (b, s, d) = x.dims3()?;
-    if h.dims3()? != (b, s, d) {
-        bail!("residual_add: {:?} + {:?}", x.dims(), h.dims());
-    }
-    let x = x.contiguous()?;
-    let h = h.to_dtype(x.dtype())?.contiguous()?;
-    with_buf(&x, |xb| {
-        with_buf(&h, |hb| {
-            map_rows(b * s, d, x.dtype(), &[b, s, d], |r, row| {
-                xb.load(r * d, row);
-                with_scratch_row2(d, |hr| {
-                    hb.load(r * d, hr);
-                    for (v, &hv) in row.iter_mut().zip(hr.iter()) {
-                        *v += hv;
-                    }
-                });
-            })
-        })
-    })
+    residual(x, h, None)
 }
 
 /// `x + h * ada[.., gate_idx, :]` (`x`, `h` `[B, S, D]`, `ada` as
 /// [`rms_norm_modulate`]), in `x`'s dtype.
 pub fn gated_residual(x: &Tensor, h: &Tensor, ada: &Tensor, gate_idx: usize) -> Result<Tensor> {
+    residual(x, h, Some((ada, gate_idx)))
+}
+
+/// `x + h (* gate)`, the gate a row of `ada` `[B, T, 6, D]` (T = 1 or S).
+fn residual(x: &Tensor, h: &Tensor, gate: Option<(&Tensor, usize)>) -> Result<Tensor> {
     let (b, s, d) = x.dims3()?;
-    let (_, t, six, _) = ada.dims4()?;
+    if h.dims3()? != (b, s, d) {
+        bail!("residual: {:?} + {:?}", x.dims(), h.dims());
+    }
     let x = x.contiguous()?;
     let h = h.to_dtype(x.dtype())?.contiguous()?;
-    with_buf(&x, |xb| {
-        with_buf(&h, |hb| {
-            with_buf(ada, |ab| {
-                let Buf::F32(a) = ab else { bail!("gated_residual: f32 ada expected") };
+    // (ada values, T, 6, gate index)
+    let run = |gates: Option<(&[f32], usize, usize, usize)>| {
+        with_buf(&x, |xb| {
+            with_buf(&h, |hb| {
                 map_rows(b * s, d, x.dtype(), &[b, s, d], |r, row| {
                     xb.load(r * d, row);
-                    let (bi, si) = (r / s, r % s);
-                    let base = (bi * t + if t == 1 { 0 } else { si }) * six * d;
-                    let gate = &a[base + gate_idx * d..][..d];
                     with_scratch_row2(d, |hr| {
                         hb.load(r * d, hr);
-                        for ((v, &hv), &g) in row.iter_mut().zip(hr.iter()).zip(gate) {
-                            *v += hv * g;
+                        match gates {
+                            None => row.iter_mut().zip(hr.iter()).for_each(|(v, &hv)| *v += hv),
+                            Some((a, t, six, idx)) => {
+                                let (bi, si) = (r / s, r % s);
+                                let base = (bi * t + if t == 1 { 0 } else { si }) * six * d;
+                                let g = &a[base + idx * d..][..d];
+                                for ((v, &hv), &gv) in row.iter_mut().zip(hr.iter()).zip(g) {
+                                    *v += hv * gv;
+                                }
+                            }
                         }
                     });
                 })
             })
         })
-    })
+    };
+    match gate {
+        None => run(None),
+        Some((ada, idx)) => {
+            let (_, t, six, _) = ada.dims4()?;
+            with_buf(ada, |ab| {
+                let Buf::F32(a) = ab else { bail!("gated_residual: f32 ada expected") };
+                run(Some((a, t, six, idx)))
+            })
+        }
+    }
 }
 
 thread_local! {
@@ -2918,6 +2886,8 @@ mod tests {
             let want = (&x + h.broadcast_mul(&p(2)).unwrap()).unwrap();
             assert!(max_err(&gated_residual(&x, &h, &ada, 2).unwrap(), &want) < 1e-6);
         }
+        assert!(max_err(&residual_add(&x, &h).unwrap(), &(&x + &h).unwrap()) < 1e-6);
+        assert!(residual_add(&x, &h.narrow(1, 0, 1).unwrap()).is_err());
         let w = rand(&[d], 23);
         let cos = rand(&[b, s, d], 24);
         let sin = rand(&[b, s, d], 25);
