@@ -194,6 +194,9 @@ fn matmul_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
         }
         Ok(flop / best / 1e9)
     };
+    // LTX_BENCH_COLD=C: C distinct weight copies used in turn (their sum
+    // larger than the L3 cache, as the model's weights are), not one warm one.
+    let copies: usize = std::env::var("LTX_BENCH_COLD").ok().and_then(|v| v.parse().ok()).unwrap_or(1).max(1);
     let wt = w.t()?;
     // LTX_BENCH_NO_CANDLE=1: weft only (for CPU-time measurements).
     let candle = if std::env::var_os("LTX_BENCH_NO_CANDLE").is_some() {
@@ -201,12 +204,19 @@ fn matmul_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
     } else {
         time(&|| Ok(x.broadcast_matmul(&wt)?))?
     };
-    let lin = kernels::Linear::new(w.clone(), None)?;
-    let weft = time(&|| Ok(lin.forward(&x)?))?;
+    let lins = (0..copies)
+        .map(|i| Ok(kernels::Linear::new((&w + i as f64 * 1e-3)?, None)?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let turn = std::cell::Cell::new(0usize);
+    let weft = time(&|| {
+        let i = turn.get();
+        turn.set((i + 1) % copies);
+        Ok(lins[i].forward(&x)?)
+    })?;
     println!(
         "{}",
         serde_json::json!({
-            "event": "matmul", "shape": [m, k, n], "dtype": format!("{dt:?}"),
+            "event": "matmul", "shape": [m, k, n], "dtype": format!("{dt:?}"), "weight_copies": copies,
             "candle_gflops": candle.round(), "weft_gflops": weft.round(),
             "weft_path": if dt == DType::BF16 { format!("{:?}", kernels::bf16_matmul()) } else { "avx512 f32 panels".into() },
         })
