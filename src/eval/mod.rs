@@ -14,6 +14,8 @@
 //! Positions whose span crosses a scene cut are skipped (no method can fill
 //! across a cut, and the pipeline holds there instead).
 
+pub mod drift;
+
 use std::time::Instant;
 
 use serde::Serialize;
