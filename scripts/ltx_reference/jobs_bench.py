@@ -177,7 +177,7 @@ def make(args):
             tstamp.write_text(json.dumps(want))
         caption = TINY_TRANSFORMER["caption_channels"]
     else:
-        bench.make(argparse.Namespace(dir=str(d)))  # reuses the weights when there
+        bench.make(argparse.Namespace(dir=str(d), layers=0))  # reuses the weights when there
         caption = bench.LTX_2B["caption_channels"]
     if stamp_file.exists() and json.loads(stamp_file.read_text()) == stamp:
         print(f"reusing {snap}", file=sys.stderr)
