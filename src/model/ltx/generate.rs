@@ -421,9 +421,11 @@ pub fn window_memory(ltx: &LtxVideo, g: &Geometry, num_frames: usize, conditions
     let d = ltx.transformer.config().inner_dim() as u64;
     let batch = if guided { 2 } else { 1 };
     let act = batch * tokens * d * 4 * 12; // hidden, q/k/v, 4x feed-forward, in f32
-    // Decoder: the widest block's channels at full resolution for a few frames at a time.
+    // Decoder: measured (scripts/bench-ltx, 0.9.5 VAE, f32) about 115 bytes
+    // per output pixel beyond its weights at 768x512x49 and 64 at 512x320x25;
+    // 256 leaves twice the larger.
     let pix = g.gen_height as u64 * g.gen_width as u64 * num_frames as u64;
-    let vae = pix * 128 * 4 * 3;
+    let vae = pix * 256;
     act.max(vae)
 }
 

@@ -1035,9 +1035,14 @@ impl Linear {
             && weight.dtype() == DType::BF16
             && in_dim % 32 == 0
             && matches!(bf16_matmul(), Bf16Matmul::Amx | Bf16Matmul::Avx512Bf16);
+        // Packed straight from the loaded storage: no f32 round trip or copy of
+        // the whole matrix first.
         if pack {
-            let w = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            let packed = Packed::new(&w, out_dim, in_dim);
+            let w = weight.contiguous()?;
+            let packed = with_buf(&w, |b| match b {
+                Buf::Bf16(bits) => Ok(Packed::from_fn(out_dim, in_dim, |n, k| bits[n * in_dim + k])),
+                Buf::F32(_) => bail!("linear: bf16 weight stored as f32"),
+            })?;
             return Ok(Self {
                 weight: None,
                 bias,
@@ -1049,8 +1054,11 @@ impl Linear {
             });
         }
         if cpu && weight.dtype() == DType::F32 && has_avx512() && !weight.stride().contains(&0) {
-            let w = weight.flatten_all()?.to_vec1::<f32>()?;
-            let packed = PackedF32::from_fn(out_dim, in_dim, |n, k| w[n * in_dim + k]);
+            let w = weight.contiguous()?;
+            let packed = with_buf(&w, |b| match b {
+                Buf::F32(v) => Ok(PackedF32::from_fn(out_dim, in_dim, |n, k| v[n * in_dim + k])),
+                Buf::Bf16(_) => bail!("linear: f32 weight stored as bf16"),
+            })?;
             return Ok(Self {
                 weight: None,
                 bias,
