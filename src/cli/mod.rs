@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 mod learn;
 mod model;
 #[cfg(feature = "ffmpeg")]
+mod shard;
+#[cfg(feature = "ffmpeg")]
 mod video;
 
 #[derive(Parser)]
@@ -27,6 +29,9 @@ enum Command {
     Video(video::VideoCmd),
     #[cfg(feature = "ffmpeg")]
     #[command(flatten)]
+    Shard(shard::ShardCmd),
+    #[cfg(feature = "ffmpeg")]
+    #[command(flatten)]
     Learn(learn::LearnCmd),
 }
 
@@ -35,6 +40,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Model(cmd) => model::run(cmd),
         #[cfg(feature = "ffmpeg")]
         Command::Video(cmd) => video::run(cmd),
+        #[cfg(feature = "ffmpeg")]
+        Command::Shard(cmd) => shard::run(cmd),
         #[cfg(feature = "ffmpeg")]
         Command::Learn(cmd) => learn::run(cmd),
     }

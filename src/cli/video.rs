@@ -8,6 +8,8 @@ use weft::pipeline::{self, FrameRange, InfillOptions, OutputOptions, Progress, R
 use weft::model::ltx::generate::{LtxPreset, LtxSettings};
 use weft::{Direction, GenerateOptions, Model};
 
+use super::shard::ShardArgs;
+
 #[derive(Subcommand)]
 pub enum VideoCmd {
     /// Print where frames are missing from a video (holes in its timeline at
@@ -32,32 +34,35 @@ pub enum VideoCmd {
     #[command(after_help = "Examples:\n  weft infill in.mp4 -o out.mp4 --model models/m\n  \
         weft infill in.mkv -o out.mkv --codec ffv1 --range 120..=130\n  weft infill in.mp4 -o out.mp4 --dups")]
     Infill {
-        /// Input video.
-        input: PathBuf,
+        /// Input video (not with --plan: the plan names it).
+        #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+        input: Option<PathBuf>,
         #[command(flatten)]
         out: OutArgs,
         /// Regenerate the frames in A..B (B excluded) or A..=B: frame numbers
         /// (12) or times from the first frame (1.5s, 0:01.5).
-        #[arg(long, conflicts_with = "dups")]
+        #[arg(long, conflicts_with_all = ["dups", "plan"])]
         range: Option<String>,
         /// Replace frames that repeat the one before (frozen / duplicated).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "plan")]
         dups: bool,
         /// With --dups: largest mean difference (8-bit levels) still a repeat.
         #[arg(long, default_value_t = 0.5, requires = "dups")]
         dup_tolerance: f64,
         /// Leave gaps longer than N frames as they are (and report them).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", conflicts_with = "plan")]
         max_gap: Option<i64>,
         /// Never generate across a scene cut (score above X, 0..1): a gap at a
         /// cut is filled by holding the frame before it.
-        #[arg(long, value_name = "X", default_value_t = pipeline::DEFAULT_SCENE_THRESHOLD)]
+        #[arg(long, value_name = "X", default_value_t = pipeline::DEFAULT_SCENE_THRESHOLD, conflicts_with = "plan")]
         scene_threshold: f64,
         /// Convert to constant frame rate RATE (60, 50, 30000/1001): slots on
         /// which an original sits pass it unchanged, the others are generated
         /// at their own time; holes are filled on the way.
-        #[arg(long, value_name = "RATE", conflicts_with_all = ["range", "dups", "max_gap"])]
+        #[arg(long, value_name = "RATE", conflicts_with_all = ["range", "dups", "max_gap", "plan"])]
         fps: Option<String>,
+        #[command(flatten)]
+        shard: ShardArgs,
         #[command(flatten)]
         common: Common,
     },
@@ -76,6 +81,8 @@ pub enum VideoCmd {
         #[arg(long)]
         backward: bool,
         #[command(flatten)]
+        shard: ShardArgs,
+        #[command(flatten)]
         common: Common,
     },
     /// Turn a still image into a clip whose first frame is the image.
@@ -90,6 +97,8 @@ pub enum VideoCmd {
         #[arg(long, default_value = "25")]
         fps: String,
         #[command(flatten)]
+        shard: ShardArgs,
+        #[command(flatten)]
         common: Common,
     },
 }
@@ -97,20 +106,21 @@ pub enum VideoCmd {
 #[derive(Args)]
 pub struct OutArgs {
     /// Output file; the container comes from the extension (.mp4, .mkv, ...).
-    #[arg(short, long, value_name = "OUT")]
-    output: PathBuf,
+    /// Not with --plan: a shard writes the segment the plan names.
+    #[arg(short, long, value_name = "OUT", required_unless_present = "plan", conflicts_with = "plan")]
+    output: Option<PathBuf>,
     /// Video encoder: libx264 (default for .mp4/.mkv/.mov), ffv1 (lossless,
     /// use .mkv), libx265, libvpx-vp9, or any FFmpeg encoder name.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan")]
     codec: Option<String>,
     /// Quality for libx264/libx265/vp9 (lower is better; libx264 default 18).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan")]
     crf: Option<u32>,
     /// Encoder preset for libx264/libx265 (default medium).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan")]
     preset: Option<String>,
     /// Replace OUT if it exists.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan")]
     overwrite: bool,
 }
 
@@ -152,7 +162,7 @@ pub struct Common {
     device: String,
     /// No progress, no messages (errors still print).
     #[arg(short, long)]
-    quiet: bool,
+    pub(super) quiet: bool,
     #[command(flatten)]
     ltx: LtxArgs,
 }
@@ -344,7 +354,7 @@ fn step_printer() -> weft::tasks::Observer {
 }
 
 impl Common {
-    fn load(&self) -> anyhow::Result<(Model, GenerateOptions, Progress)> {
+    pub(super) fn load(&self) -> anyhow::Result<(Model, GenerateOptions, Progress)> {
         use weft::model::ltx::load::{TextStatus, is_ltx_path};
         let device = weft::model::parse_device(&self.device)?;
         let estimator = weft::tasks::EstimateRule::parse(&self.estimator).expect("clap checked the value");
@@ -397,6 +407,13 @@ fn report(quiet: bool) -> Report {
     if quiet { Report::Quiet } else { Report::Auto }
 }
 
+impl OutArgs {
+    /// OUT (clap requires it unless --plan, which every command checks first).
+    fn path(&self) -> &std::path::Path {
+        self.output.as_deref().expect("clap requires -o without --plan")
+    }
+}
+
 fn out_opts(o: &OutArgs) -> OutputOptions {
     OutputOptions { codec: o.codec.clone(), crf: o.crf, preset: o.preset.clone(), overwrite: o.overwrite }
 }
@@ -410,7 +427,7 @@ fn frames(len: &Length, rate: impl FnOnce() -> pipeline::Result<pipeline::Ratio>
     }
 }
 
-fn say_done(quiet: bool, out: &std::path::Path, s: &Summary) {
+pub(super) fn say_done(quiet: bool, out: &std::path::Path, s: &Summary) {
     if quiet {
         return;
     }
@@ -467,7 +484,10 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
                 println!("scene cuts: {}", cuts.join(", "));
             }
         }
-        VideoCmd::Infill { input, out, fps: Some(fps), scene_threshold, common, .. } => {
+        VideoCmd::Infill { shard: ShardArgs { plan: Some(plan), shard: Some(k) }, common, .. } => {
+            super::shard::run_infill(&plan, k, &common)?;
+        }
+        VideoCmd::Infill { input: Some(input), out, fps: Some(fps), scene_threshold, common, .. } => {
             let rate = pipeline::parse_fps(&fps)?;
             let shown = {
                 let (mut a, mut b) = (rate.num, rate.den);
@@ -479,11 +499,11 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
             pipeline::check_input(&input)?;
             let (model, opts, progress) = common.load()?;
             let ro = RetimeOptions { rate, scene_threshold };
-            let s = pipeline::retime(&model, &input, &out.output, &ro, &out_opts(&out), &opts, &progress)?;
+            let s = pipeline::retime(&model, &input, out.path(), &ro, &out_opts(&out), &opts, &progress)?;
             if !common.quiet {
                 let mut line = format!(
                     "weft: wrote {} ({} frames at {shown} fps, {} generated, {} originals",
-                    out.output.display(),
+                    out.path().display(),
                     s.frames_out,
                     s.generated,
                     s.frames_out - s.generated - s.held
@@ -501,7 +521,7 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
                 eprintln!("{line}");
             }
         }
-        VideoCmd::Infill { input, out, range, dups, dup_tolerance, max_gap, scene_threshold, common, fps: None } => {
+        VideoCmd::Infill { input: Some(input), out, range, dups, dup_tolerance, max_gap, scene_threshold, common, fps: None, .. } => {
             let select = match (range, dups) {
                 (Some(r), _) => Select::Range(r.parse::<FrameRange>()?),
                 (None, true) => Select::Dups { tolerance: dup_tolerance },
@@ -510,24 +530,27 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
             pipeline::check_input(&input)?;
             let (model, opts, progress) = common.load()?;
             let io = InfillOptions { select, max_gap, scene_threshold };
-            let s = pipeline::infill(&model, &input, &out.output, &io, &out_opts(&out), &opts, &progress)?;
-            say_done(common.quiet, &out.output, &s);
+            let s = pipeline::infill(&model, &input, out.path(), &io, &out_opts(&out), &opts, &progress)?;
+            say_done(common.quiet, out.path(), &s);
         }
-        VideoCmd::Extend { input, out, len, backward, common } => {
+        VideoCmd::Infill { .. } => unreachable!("clap requires IN or --plan, and --shard with --plan"),
+        VideoCmd::Extend { input, out, len, backward, shard, common } => {
+            shard.refuse("extend", "the frames it adds continue from the clip's end")?;
             pipeline::check_input(&input)?;
             let n = frames(&len, || pipeline::frame_rate(&input))?;
             let (model, opts, progress) = common.load()?;
             let dir = if backward { Direction::Backward } else { Direction::Forward };
-            let s = pipeline::extend(&model, &input, &out.output, n, dir, &out_opts(&out), &opts, &progress)?;
-            say_done(common.quiet, &out.output, &s);
+            let s = pipeline::extend(&model, &input, out.path(), n, dir, &out_opts(&out), &opts, &progress)?;
+            say_done(common.quiet, out.path(), &s);
         }
-        VideoCmd::Animate { image, out, len, fps, common } => {
+        VideoCmd::Animate { image, out, len, fps, shard, common } => {
+            shard.refuse("animate", "every frame of the clip follows from the one still")?;
             let rate = pipeline::parse_rate(&fps)?;
             let n = frames(&len, || Ok(rate))?;
             pipeline::check_input(&image)?;
             let (model, opts, progress) = common.load()?;
-            let s = pipeline::animate(&model, &image, &out.output, n, rate, &out_opts(&out), &opts, &progress)?;
-            say_done(common.quiet, &out.output, &s);
+            let s = pipeline::animate(&model, &image, out.path(), n, rate, &out_opts(&out), &opts, &progress)?;
+            say_done(common.quiet, out.path(), &s);
         }
     }
     Ok(())
