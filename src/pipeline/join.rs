@@ -9,7 +9,7 @@ use ffmpeg_next as ff;
 use ff::Rational;
 
 use super::input::Reader;
-use super::output::Muxer;
+use super::output::{Muxer, add_video_stream};
 use super::shard::{PlanInput, ShardPlan};
 use super::timeline::Grid;
 use super::{Error, Progress, Result, input_err};
@@ -134,16 +134,7 @@ fn join_input(input: &PlanInput, segs: &[PathBuf], out: &Path, overwrite: bool, 
     let rate = Rational::new(grid.rate.num as i32, grid.rate.den as i32);
     let video = source.video;
     mux.add_streams(Some((&source.ictx, video)), 0.0, progress, |octx| {
-        let mut ost = octx
-            .add_stream(ff::encoder::find(ff::codec::Id::None))
-            .map_err(|e| Error::Output { path: out.to_path_buf(), reason: format!("video stream: {}", super::input::describe(e)) })?;
-        ost.set_parameters(params);
-        ost.set_time_base(tb);
-        ost.set_avg_frame_rate(rate);
-        unsafe {
-            (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
-        }
-        Ok(ost.index())
+        add_video_stream(octx, out, ff::encoder::find(ff::codec::Id::None), params, tb, rate)
     })?;
     drop(first);
     // Other streams' packets from the input, merged by time with the video.

@@ -381,8 +381,6 @@ impl Muxer {
     }
 }
 
-}
-
 impl Drop for Muxer {
     fn drop(&mut self) {
         // Close the muxer's file before `tmp` (a field, dropped after this) removes it.
@@ -478,14 +476,7 @@ impl Writer {
         let rate = Rational::new(spec.grid.rate.num as i32, spec.grid.rate.den as i32);
         let frame_dur_secs = spec.grid.frame_duration() as f64 * spec.grid.time_base.as_f64();
         mux.add_streams(input, spec.shift as f64 * frame_dur_secs, progress, |octx| {
-            let mut ost = octx.add_stream(enc_codec).map_err(|e| out_err(out, format!("video stream: {}", describe(e))))?;
-            ost.set_parameters(&encoder);
-            ost.set_time_base(enc_tb);
-            ost.set_avg_frame_rate(rate);
-            unsafe {
-                (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
-            }
-            Ok(ost.index())
+            add_video_stream(octx, out, enc_codec, &encoder, enc_tb, rate)
         })?;
         Ok(Writer {
             out: out.to_path_buf(),
@@ -612,6 +603,26 @@ fn mux_err(out: &Path, map: &[Option<(usize, Rational, Rational, i64)>], what: &
 /// The input stream index copied to output stream `o`.
 fn pkt_stream_in(map: &[Option<(usize, Rational, Rational, i64)>], o: usize) -> usize {
     map.iter().position(|m| m.is_some_and(|m| m.0 == o)).unwrap_or(o)
+}
+
+/// Adds the video stream to `octx`: `codec` and `params` (an encoder's, or
+/// those of a stream copied as packets), in time base `tb` at `rate`.
+pub(crate) fn add_video_stream(
+    octx: &mut FormatOutput,
+    out: &Path,
+    codec: impl ff::codec::traits::Encoder,
+    params: impl Into<codec::Parameters>,
+    tb: Rational,
+    rate: Rational,
+) -> Result<usize, Error> {
+    let mut ost = octx.add_stream(codec).map_err(|e| out_err(out, format!("video stream: {}", describe(e))))?;
+    ost.set_parameters(params);
+    ost.set_time_base(tb);
+    ost.set_avg_frame_rate(rate);
+    unsafe {
+        (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
+    }
+    Ok(ost.index())
 }
 
 /// Output grid for a clip made from scratch at `rate`: time base 1/rate.
