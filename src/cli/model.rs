@@ -133,6 +133,8 @@ pub fn run(cmd: ModelCmd) -> anyhow::Result<()> {
             }
             let dtype = dtype.weights();
             let (step, model) = weft::train::export(&run, &out, dtype)?;
+            println!("wrote {} (step {step}, {} parameters, {}) to {}", run.display(), model.num_parameters(), dtype.name(), out.display());
+        }
     }
     Ok(())
 }
