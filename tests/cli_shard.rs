@@ -153,7 +153,7 @@ fn shard_errors_are_one_line() {
     fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "--fps", "50"]), "cannot be used with");
     fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "-o"]).arg(dir.join("x.mkv")), "cannot be used with");
     fails(weft().args(["extend"]).arg(&c).args(["--plan"]).arg(&p).args(["--shard", "0", "--frames", "3"]), "weft extend cannot run a shard");
-    fails(weft().args(["infill", "--plan"]).arg(&p), "--shard");
+    fails(weft().args(["infill", "--plan"]).arg(&p), "required arguments were not provided");
     let bad = dir.join("bad.json");
     std::fs::write(&bad, "{\"version\": 1}").unwrap();
     fails(weft().args(["infill", "--plan"]).arg(&bad).args(["--shard", "0"]), "not a weft shard plan");
