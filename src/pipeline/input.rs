@@ -152,6 +152,35 @@ impl Reader {
         })
     }
 
+    /// Opens `path` (its video stream alone) to decode from the keyframe at
+    /// or before position `pos` of `grid`, the grid a reader from the start
+    /// sets. Falls back to the start when the input cannot seek there (no
+    /// index, or the first frame after the seek lies past `pos`).
+    pub fn open_at(path: &Path, grid: Grid, pos: i64) -> Result<Self, Error> {
+        let mut r = Reader::open(path, false)?;
+        if pos <= 0 {
+            return Ok(r);
+        }
+        let ts = grid.ts_of(pos);
+        let sought = unsafe {
+            ff::ffi::av_seek_frame(r.ictx.as_mut_ptr(), r.video as i32, ts, ff::ffi::AVSEEK_FLAG_BACKWARD as i32)
+        } >= 0;
+        if sought {
+            r.decoder.flush();
+            r.grid = Some(grid);
+            // Frames of an open GOP before the keyframe cannot be decoded
+            // after a seek: not worth a warning.
+            match r.next(&Progress::quiet())? {
+                Some(Event::Frame(d)) if d.pos <= pos => {
+                    r.queue.push_front(Event::Frame(d));
+                    return Ok(r);
+                }
+                _ => {}
+            }
+        }
+        Reader::open(path, false)
+    }
+
     /// The grid (known once the first frame is decoded).
     pub fn grid(&self) -> Option<Grid> {
         self.grid

@@ -19,9 +19,11 @@
 
 mod convert;
 mod input;
+mod join;
 mod output;
 mod progress;
 mod retime;
+pub mod shard;
 pub mod timeline;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -41,7 +43,9 @@ use convert::{Colour, Converter};
 use input::{Decoded, Event, Reader};
 use output::{VideoSpec, Writer};
 pub use progress::{Progress, Report};
+pub use join::join;
 pub use retime::{RetimeOptions, parse_fps, retime};
+pub use shard::{Encoding, PlanOptions, ShardPlan, make_plan, run_shard};
 pub use timeline::{FrameRange, Gap, Grid, Ratio};
 
 /// Errors of the pipeline. Each names the file or argument at fault and
@@ -154,6 +158,11 @@ fn scan_size(w: u32, h: u32) -> (u32, u32) {
 /// Reads the video stream of `input` and reports the holes in its timeline
 /// and its scene cuts (`scene_score` above `scene_threshold`).
 pub fn gaps(input: &Path, scene_threshold: f64, progress: &Progress) -> Result<GapsReport> {
+    gaps_on_grid(input, scene_threshold, progress).map(|(r, _)| r)
+}
+
+/// [`gaps`], and the frame grid the positions are on.
+fn gaps_on_grid(input: &Path, scene_threshold: f64, progress: &Progress) -> Result<(GapsReport, Grid)> {
     check_threshold(scene_threshold)?;
     let mut reader = Reader::open(input, false)?;
     progress.set_total(reader.estimated_frames());
@@ -206,7 +215,7 @@ pub fn gaps(input: &Path, scene_threshold: f64, progress: &Progress) -> Result<G
     report.duration = reader.grid().map(|g| g.seconds(report.slots)).unwrap_or(0.0);
     report.corrupt = reader.corrupt_events();
     progress.finish();
-    Ok(report)
+    Ok((report, reader.grid().expect("finish checked that a frame was decoded")))
 }
 
 fn input_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -327,6 +336,11 @@ struct Job<'a> {
     pending: Vec<ff::Packet>,
     conv: Converter,
     shift: i64,
+    /// Writing one shard's segment: the video alone (`join` copies the
+    /// other streams once).
+    segment: bool,
+    /// Stopped before the end of the input (a shard's range ended).
+    stopped_early: bool,
     summary: Summary,
 }
 
@@ -357,6 +371,8 @@ impl<'a> Job<'a> {
             pending: Vec::new(),
             conv: Converter::new(),
             shift,
+            segment: false,
+            stopped_early: false,
             summary: Summary::default(),
         }
     }
@@ -374,13 +390,8 @@ impl<'a> Job<'a> {
                     if self.writer.is_none() {
                         let grid = self.reader.grid().expect("set with the first frame");
                         let spec = spec_for(&d.frame, grid, self.shift);
-                        let mut w = Writer::create(
-                            self.output,
-                            self.out_opts,
-                            &spec,
-                            Some((&self.reader.ictx, self.reader.video)),
-                            self.progress,
-                        )?;
+                        let streams = (!self.segment).then_some((&self.reader.ictx, self.reader.video));
+                        let mut w = Writer::create(self.output, self.out_opts, &spec, streams, self.progress)?;
                         for p in self.pending.drain(..) {
                             w.write_packet(p)?;
                         }
@@ -428,7 +439,9 @@ impl<'a> Job<'a> {
     }
 
     fn finish(mut self) -> Result<Summary> {
-        self.reader.finish(self.progress)?;
+        if !self.stopped_early {
+            self.reader.finish(self.progress)?;
+        }
         let w = self.writer.take().expect("a frame was decoded");
         self.summary.frames_out = w.frames;
         w.finish()?;
@@ -463,6 +476,40 @@ pub fn infill(
     genopts: &GenerateOptions,
     progress: &Progress,
 ) -> Result<Summary> {
+    infill_part(model, input, output, opts, out_opts, genopts, progress, None)
+}
+
+/// One shard of an infill job (see [`shard`]).
+#[derive(Clone, Copy, Debug)]
+struct Part {
+    /// Frame positions `start..end` are written; no hole crosses either end.
+    start: i64,
+    end: i64,
+    /// The input's grid (as a reader from its start sets it).
+    grid: Grid,
+    /// Real frames between each end and the nearest hole.
+    margin: i64,
+}
+
+/// [`infill`], or with `part` (the gaps selection only) one shard of it,
+/// video only. Decoding starts at the keyframe at or before `margin` frames
+/// before the shard when the model reads no more than `margin` context
+/// frames a side (every hole inside then sees the same frames as in a run
+/// over the whole file), else at the input's start.
+#[allow(clippy::too_many_arguments)]
+fn infill_part(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    opts: &InfillOptions,
+    out_opts: &OutputOptions,
+    genopts: &GenerateOptions,
+    progress: &Progress,
+    part: Option<Part>,
+) -> Result<Summary> {
+    if part.is_some() && opts.select != Select::Gaps {
+        return Err(Error::Args("only the filling of gaps can be sharded".into()));
+    }
     check_threshold(opts.scene_threshold)?;
     if opts.max_gap.is_some_and(|m| m < 1) {
         return Err(Error::Args("--max-gap must be at least 1".into()));
@@ -473,14 +520,23 @@ pub fn infill(
         return Err(Error::Args(format!("duplicate tolerance must be in 0..=255, got {tolerance}")));
     }
     output::check_output_path(output, out_opts.overwrite)?;
-    let reader = Reader::open(input, true)?;
+    let k = crate::tasks::known_context(model, genopts, crate::tasks::MAX_VALIDATION_CONTEXT).max(1);
+    let reader = match part {
+        Some(p) if k as i64 <= p.margin => Reader::open_at(input, p.grid, p.start - p.margin)?,
+        Some(_) => Reader::open(input, false)?,
+        None => Reader::open(input, true)?,
+    };
     let range = match &opts.select {
         Select::Range(r) => Some(r.positions(reader.rate)?),
         _ => None,
     };
-    progress.set_total(reader.estimated_frames());
-    let k = crate::tasks::known_context(model, genopts, crate::tasks::MAX_VALIDATION_CONTEXT).max(1);
+    progress.set_total(match part {
+        Some(p) => Some((p.end - p.start) as u64),
+        None => reader.estimated_frames(),
+    });
     let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, 0);
+    job.segment = part.is_some();
+    let inside = |pos: i64| part.is_none_or(|p| p.start <= pos && pos < p.end);
     let mut marked: BTreeSet<i64> = BTreeSet::new();
     let mut queue: VecDeque<Held> = VecDeque::new();
     let mut history: VecDeque<Held> = VecDeque::new();
@@ -525,10 +581,30 @@ pub fn infill(
         };
         if item.pos > hole_start {
             let gap = Gap { start: hole_start, count: item.pos - hole_start };
-            fill_gap(&mut job, opts, &marked, gap, &mut history, &mut item, &mut queue, k)?;
+            if inside(gap.start) != inside(gap.end() - 1) {
+                return Err(input_err(
+                    input,
+                    format!(
+                        "frames {}..{} are missing across the edge of the shard: the input is not the one planned (make the plan again)",
+                        gap.start,
+                        gap.end()
+                    ),
+                ));
+            }
+            if inside(gap.start) {
+                fill_gap(&mut job, opts, &marked, gap, &mut history, &mut item, &mut queue, k)?;
+            }
+        }
+        if let Some(p) = part
+            && item.pos >= p.end
+        {
+            job.stopped_early = true;
+            break;
         }
         marked = marked.split_off(&item.pos);
-        job.write_original(item.pos, &item.frame)?;
+        if inside(item.pos) {
+            job.write_original(item.pos, &item.frame)?;
+        }
         history.push_back(item);
         if history.len() > k {
             history.pop_front();
@@ -575,6 +651,11 @@ pub fn infill(
         // No frame at all: let the reader name the problem.
         job.reader.finish(progress)?;
         return Err(input_err(input, "the video stream has no frames"));
+    }
+    if let Some(p) = part
+        && job.writer.as_ref().is_some_and(|w| w.frames == 0)
+    {
+        return Err(input_err(input, format!("no frame in the shard's range {}..{}: the input is not the one planned", p.start, p.end)));
     }
     job.finish()
 }

@@ -33,29 +33,39 @@ pub(crate) struct VideoSpec {
 /// Removes the temporary file when dropped (after the muxer closed it).
 use crate::interrupt::TempPath;
 
-pub(crate) struct Writer {
+/// The container side of an output: the temporary file, the video stream
+/// (added by the caller), every other stream copied from an input, and the
+/// move into place. [`Writer`] puts an encoder in front of it; `join`
+/// copies already encoded video packets into it.
+pub(crate) struct Muxer {
     out: PathBuf,
     tmp: Option<TempPath>,
     overwrite: bool,
     octx: Option<FormatOutput>,
-    encoder: ff::encoder::Video,
-    enc_tb: Rational,
+    fmt_name: String,
     ost_video: usize,
     ost_video_tb: Rational,
+    /// Input stream index -> (output stream index, input tb, output tb, offset in input tb).
+    map: Vec<Option<(usize, Rational, Rational, i64)>>,
+    /// Last decoding timestamp written to each copied stream (by output index).
+    copied_dts: Vec<Option<i64>>,
+}
+
+pub(crate) struct Writer {
+    out: PathBuf,
+    mux: Muxer,
+    encoder: ff::encoder::Video,
+    enc_tb: Rational,
     format: Pixel,
     width: u32,
     height: u32,
     colour: Colour,
     grid: Grid,
     shift: i64,
-    /// Input stream index -> (output stream index, input tb, output tb, offset in input tb).
-    map: Vec<Option<(usize, Rational, Rational, i64)>>,
     rgb_conv: Converter,
     orig_conv: Converter,
     warned_resize: bool,
     last_pos: Option<i64>,
-    /// Last decoding timestamp written to each copied stream (by output index).
-    copied_dts: Vec<Option<i64>>,
     pub frames: u64,
     pub codec_name: String,
 }
@@ -188,6 +198,196 @@ fn without_encoder_tag(d: ff::DictionaryRef<'_>) -> Dictionary<'static> {
     out
 }
 
+impl Muxer {
+    /// Opens a temporary file next to `out` for its container (the file is
+    /// removed on error, drop or interruption until [`Muxer::finish`]).
+    pub fn create(out: &Path, overwrite: bool) -> Result<Self, Error> {
+        super::init();
+        check_output_path(out, overwrite)?;
+        let fmt_name = guess_format(out)?;
+        let file_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let tmp = parent_of(out).join(format!(".{file_name}.weft-{}.part", std::process::id()));
+        // Registered before the file exists, so that a signal at any point
+        // removes it; dropped after `octx` (see `Drop`): an error from here
+        // on removes the temporary file.
+        let tmp = TempPath::new(tmp);
+        let octx = ff::format::output_as(tmp.path(), &fmt_name)
+            .map_err(|e| out_err(out, format!("cannot write: {}", describe(e))))?;
+        Ok(Muxer {
+            out: out.to_path_buf(),
+            tmp: Some(tmp),
+            overwrite,
+            octx: Some(octx),
+            fmt_name,
+            ost_video: 0,
+            ost_video_tb: Rational::new(1, 1),
+            map: Vec::new(),
+            copied_dts: Vec::new(),
+        })
+    }
+
+    pub fn octx(&self) -> &FormatOutput {
+        self.octx.as_ref().expect("open")
+    }
+
+    /// Whether the container can hold `id` streams.
+    pub fn holds(&self, id: codec::Id) -> bool {
+        unsafe { ff::ffi::avformat_query_codec(self.octx().format().as_ptr(), id.into(), ff::ffi::FF_COMPLIANCE_NORMAL) != 0 }
+    }
+
+    /// Adds the streams in the input's order (the video one made by
+    /// `add_video`, the others copied from `input`, delayed by `shift_secs`),
+    /// keeps the input's metadata, and writes the header. Without an input,
+    /// the video stream alone.
+    pub fn add_streams(
+        &mut self,
+        input: Option<(&FormatInput, usize)>,
+        shift_secs: f64,
+        progress: &Progress,
+        add_video: impl FnOnce(&mut FormatOutput) -> Result<usize, Error>,
+    ) -> Result<(), Error> {
+        let out = self.out.clone();
+        let fmt_name = self.fmt_name.clone();
+        let octx = self.octx.as_mut().expect("open");
+        match input {
+            None => self.ost_video = add_video(octx)?,
+            Some((ictx, video)) => {
+                octx.set_metadata(without_encoder_tag(ictx.metadata()));
+                let mut add_video = Some(add_video);
+                for ist in ictx.streams() {
+                    let i = ist.index();
+                    self.map.push(None);
+                    if i == video {
+                        let o = (add_video.take().expect("one video stream"))(octx)?;
+                        let mut ost = octx.stream_mut(o).expect("added");
+                        ost.set_metadata(without_encoder_tag(ist.metadata()));
+                        unsafe {
+                            copy_side_data(ist.as_ptr(), ost.as_mut_ptr(), &[ff::ffi::AVPacketSideDataType::AV_PKT_DATA_CPB_PROPERTIES]);
+                            (*ost.as_mut_ptr()).disposition = (*ist.as_ptr()).disposition;
+                        }
+                        self.ost_video = o;
+                        continue;
+                    }
+                    let params = ist.parameters();
+                    let kind = params.medium();
+                    let label = format!("stream #{i} ({kind:?} {:?})", params.id());
+                    if !matches!(kind, media::Type::Audio | media::Type::Subtitle | media::Type::Video) {
+                        progress.warn(&format!("{}: not copied: {label} cannot be copied as packets", out.display()));
+                        continue;
+                    }
+                    let ok = unsafe {
+                        ff::ffi::avformat_query_codec(octx.format().as_ptr(), params.id().into(), ff::ffi::FF_COMPLIANCE_NORMAL)
+                    };
+                    if ok == 0 {
+                        progress.warn(&format!("{}: not copied: the {fmt_name} container cannot hold {label}", out.display()));
+                        continue;
+                    }
+                    let mut ost = octx.add_stream(ff::encoder::find(codec::Id::None)).map_err(|e| out_err(&out, describe(e)))?;
+                    ost.set_parameters(params);
+                    ost.set_time_base(ist.time_base());
+                    ost.set_metadata(without_encoder_tag(ist.metadata()));
+                    unsafe {
+                        (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
+                        (*ost.as_mut_ptr()).disposition = (*ist.as_ptr()).disposition;
+                        copy_side_data(ist.as_ptr(), ost.as_mut_ptr(), &[]);
+                    }
+                    let itb = ist.time_base();
+                    let offset = (shift_secs * itb.denominator() as f64 / itb.numerator() as f64).round() as i64;
+                    let o = ost.index();
+                    self.map[i] = Some((o, itb, itb, offset));
+                }
+            }
+        }
+        octx.write_header().map_err(|e| mux_err(&out, &self.map, "cannot write the header", e))?;
+        self.ost_video_tb = octx.stream(self.ost_video).expect("video").time_base();
+        for m in self.map.iter_mut().flatten() {
+            m.2 = octx.stream(m.0).expect("mapped").time_base();
+        }
+        Ok(())
+    }
+
+    /// Writes an encoded video packet whose timestamps are in `tb`.
+    pub fn write_video(&mut self, mut pkt: ff::Packet, tb: Rational) -> Result<(), Error> {
+        pkt.set_stream(self.ost_video);
+        pkt.set_position(-1);
+        pkt.rescale_ts(tb, self.ost_video_tb);
+        let octx = self.octx.as_mut().expect("open");
+        pkt.write_interleaved(octx).map_err(|e| mux_err(&self.out, &self.map, "cannot write", e))
+    }
+
+    /// Copies a packet of another input stream (dropped when not mapped).
+    pub fn write_packet(&mut self, mut pkt: ff::Packet) -> Result<(), Error> {
+        let Some(Some((o, itb, otb, offset))) = self.map.get(pkt.stream()).copied() else { return Ok(()) };
+        if offset != 0 {
+            pkt.set_pts(pkt.pts().map(|t| t + offset));
+            pkt.set_dts(pkt.dts().map(|t| t + offset));
+        }
+        pkt.rescale_ts(itb, otb);
+        pkt.set_position(-1);
+        pkt.set_stream(o);
+        let dts = pkt.dts();
+        if self.copied_dts.len() <= o {
+            self.copied_dts.resize(o + 1, None);
+        }
+        let last = self.copied_dts[o];
+        let octx = self.octx.as_mut().expect("open");
+        pkt.write_interleaved(octx).map_err(|e| {
+            // The muxer refuses timestamps that go back: a damaged input, not a bad output path.
+            if let (Some(d), Some(l)) = (dts, last)
+                && d <= l
+            {
+                let secs = |t: i64| t as f64 * otb.numerator() as f64 / otb.denominator().max(1) as f64;
+                return out_err(
+                    &self.out,
+                    format!(
+                        "cannot copy input stream #{}: its timestamps go backwards ({:.2} s, then {:.2} s): the input is \
+                         damaged (remux it, e.g. `ffmpeg -i IN -c copy FIXED.mkv`, or drop that stream)",
+                        pkt_stream_in(&self.map, o),
+                        secs(l),
+                        secs(d)
+                    ),
+                );
+            }
+            mux_err(&self.out, &self.map, &format!("cannot copy input stream #{}", pkt_stream_in(&self.map, o)), e)
+        })?;
+        if dts.is_some() {
+            self.copied_dts[o] = dts;
+        }
+        Ok(())
+    }
+
+    /// Finishes the file and moves it to its name.
+    pub fn finish(mut self) -> Result<(), Error> {
+        let mut octx = self.octx.take().expect("open");
+        octx.write_trailer().map_err(|e| mux_err(&self.out, &self.map, "cannot finish the file", e))?;
+        drop(octx); // closes the file
+        let tmp = self.tmp.take().expect("open");
+        let (out, overwrite) = (self.out.clone(), self.overwrite);
+        tmp.commit(|tmp| {
+            if overwrite {
+                return std::fs::rename(tmp, &out).map_err(|e| out_err(&out, format!("cannot move the finished file into place: {e}")));
+            }
+            // A hard link fails if OUT appeared meanwhile: never clobber it.
+            match std::fs::hard_link(tmp, &out) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(out_err(&out, "already exists (use --overwrite to replace it)"))
+                }
+                Err(_) => std::fs::rename(tmp, &out)
+                    .map_err(|e| out_err(&out, format!("cannot move the finished file into place: {e}"))),
+            }
+        })?;
+        Ok(())
+    }
+}
+
+impl Drop for Muxer {
+    fn drop(&mut self) {
+        // Close the muxer's file before `tmp` (a field, dropped after this) removes it.
+        drop(self.octx.take());
+    }
+}
+
 impl Writer {
     /// Creates the temporary output, the encoder and the copied streams, and
     /// writes the header. `input`: the input and its video stream index, whose
@@ -199,23 +399,10 @@ impl Writer {
         input: Option<(&FormatInput, usize)>,
         progress: &Progress,
     ) -> Result<Self, Error> {
-        super::init();
-        check_output_path(out, opts.overwrite)?;
-        let fmt_name = guess_format(out)?;
-        let file_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let tmp = parent_of(out).join(format!(".{file_name}.weft-{}.part", std::process::id()));
-        // Registered before the file exists, so that a signal at any point
-        // removes it; declared before `octx`, dropped after it: an error from
-        // here on removes the temporary file.
-        let tmp = TempPath::new(tmp);
-        let octx = ff::format::output_as(tmp.path(), &fmt_name)
-            .map_err(|e| out_err(out, format!("cannot write: {}", describe(e))))?;
-        let octx = octx;
-        let enc_codec = choose_encoder(out, &octx, opts.codec.as_deref())?;
-        let supported_by_container = unsafe {
-            ff::ffi::avformat_query_codec(octx.format().as_ptr(), enc_codec.id().into(), ff::ffi::FF_COMPLIANCE_NORMAL)
-        };
-        if supported_by_container == 0 {
+        let mut mux = Muxer::create(out, opts.overwrite)?;
+        let fmt_name = mux.fmt_name.clone();
+        let enc_codec = choose_encoder(out, mux.octx(), opts.codec.as_deref())?;
+        if !mux.holds(enc_codec.id()) {
             return Err(Error::Args(format!(
                 "the {fmt_name} container of {} cannot hold {} video (pick another --codec or extension, e.g. .mkv)",
                 out.display(),
@@ -239,7 +426,7 @@ impl Writer {
         }
         let colour = if is_rgb(spec.format) && !is_rgb(format) { Colour::for_rgb_source(spec.height) } else { spec.colour };
         let enc_tb = Rational::new(spec.grid.time_base.num as i32, spec.grid.time_base.den as i32);
-        let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+        let global_header = mux.octx().format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
 
         // The encoder.
         let mut ctx = codec::context::Context::new_with_codec(enc_codec);
@@ -286,98 +473,29 @@ impl Writer {
         }
         let encoder = enc.open_with(dict).map_err(|e| out_err(out, format!("cannot open the {name} encoder: {}", describe(e))))?;
 
-        let mut w = Writer {
+        let rate = Rational::new(spec.grid.rate.num as i32, spec.grid.rate.den as i32);
+        let frame_dur_secs = spec.grid.frame_duration() as f64 * spec.grid.time_base.as_f64();
+        mux.add_streams(input, spec.shift as f64 * frame_dur_secs, progress, |octx| {
+            add_video_stream(octx, out, enc_codec, &encoder, enc_tb, rate)
+        })?;
+        Ok(Writer {
             out: out.to_path_buf(),
-            tmp: Some(tmp),
-            overwrite: opts.overwrite,
-            octx: Some(octx),
+            mux,
             encoder,
             enc_tb,
-            ost_video: 0,
-            ost_video_tb: enc_tb,
             format,
             width: spec.width,
             height: spec.height,
             colour,
             grid: spec.grid,
             shift: spec.shift,
-            map: Vec::new(),
             rgb_conv: Converter::new(),
             orig_conv: Converter::new(),
             warned_resize: false,
             last_pos: None,
-            copied_dts: Vec::new(),
             frames: 0,
             codec_name: name,
-        };
-        let octx = w.octx.as_mut().expect("open");
-
-        // Streams, in the input's order.
-        let add_video = |octx: &mut FormatOutput, encoder: &ff::encoder::Video| -> Result<usize, Error> {
-            let mut ost = octx.add_stream(enc_codec).map_err(|e| out_err(out, format!("video stream: {}", describe(e))))?;
-            ost.set_parameters(encoder);
-            ost.set_time_base(enc_tb);
-            ost.set_avg_frame_rate(Rational::new(spec.grid.rate.num as i32, spec.grid.rate.den as i32));
-            unsafe {
-                (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
-            }
-            Ok(ost.index())
-        };
-        match input {
-            None => w.ost_video = add_video(octx, &w.encoder)?,
-            Some((ictx, video)) => {
-                octx.set_metadata(without_encoder_tag(ictx.metadata()));
-                let frame_dur_secs = spec.grid.frame_duration() as f64 * spec.grid.time_base.as_f64();
-                for ist in ictx.streams() {
-                    let i = ist.index();
-                    w.map.push(None);
-                    if i == video {
-                        let o = add_video(octx, &w.encoder)?;
-                        let mut ost = octx.stream_mut(o).expect("added");
-                        ost.set_metadata(without_encoder_tag(ist.metadata()));
-                        unsafe {
-                            copy_side_data(ist.as_ptr(), ost.as_mut_ptr(), &[ff::ffi::AVPacketSideDataType::AV_PKT_DATA_CPB_PROPERTIES]);
-                            (*ost.as_mut_ptr()).disposition = (*ist.as_ptr()).disposition;
-                        }
-                        w.ost_video = o;
-                        continue;
-                    }
-                    let params = ist.parameters();
-                    let kind = params.medium();
-                    let label = format!("stream #{i} ({kind:?} {:?})", params.id());
-                    if !matches!(kind, media::Type::Audio | media::Type::Subtitle | media::Type::Video) {
-                        progress.warn(&format!("{}: not copied: {label} cannot be copied as packets", out.display()));
-                        continue;
-                    }
-                    let ok = unsafe {
-                        ff::ffi::avformat_query_codec(octx.format().as_ptr(), params.id().into(), ff::ffi::FF_COMPLIANCE_NORMAL)
-                    };
-                    if ok == 0 {
-                        progress.warn(&format!("{}: not copied: the {fmt_name} container cannot hold {label}", out.display()));
-                        continue;
-                    }
-                    let mut ost = octx.add_stream(ff::encoder::find(codec::Id::None)).map_err(|e| out_err(out, describe(e)))?;
-                    ost.set_parameters(params);
-                    ost.set_time_base(ist.time_base());
-                    ost.set_metadata(without_encoder_tag(ist.metadata()));
-                    unsafe {
-                        (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
-                        (*ost.as_mut_ptr()).disposition = (*ist.as_ptr()).disposition;
-                        copy_side_data(ist.as_ptr(), ost.as_mut_ptr(), &[]);
-                    }
-                    let itb = ist.time_base();
-                    let offset = (spec.shift as f64 * frame_dur_secs * itb.denominator() as f64 / itb.numerator() as f64).round() as i64;
-                    let o = ost.index();
-                    w.map[i] = Some((o, itb, itb, offset));
-                }
-            }
-        }
-        octx.write_header().map_err(|e| mux_err(out, &w.map, "cannot write the header", e))?;
-        w.ost_video_tb = octx.stream(w.ost_video).expect("video").time_base();
-        for m in w.map.iter_mut().flatten() {
-            m.2 = octx.stream(m.0).expect("mapped").time_base();
-        }
-        Ok(w)
+        })
     }
 
     /// Output timestamp of a grid position.
@@ -439,13 +557,10 @@ impl Writer {
             let mut pkt = ff::Packet::empty();
             match self.encoder.receive_packet(&mut pkt) {
                 Ok(()) => {
-                    pkt.set_stream(self.ost_video);
                     if pkt.duration() == 0 {
                         pkt.set_duration(dur);
                     }
-                    pkt.rescale_ts(self.enc_tb, self.ost_video_tb);
-                    let octx = self.octx.as_mut().expect("open");
-                    pkt.write_interleaved(octx).map_err(|e| mux_err(&self.out, &self.map, "cannot write", e))?;
+                    self.mux.write_video(pkt, self.enc_tb)?;
                 }
                 Err(ff::Error::Eof) => return Ok(()),
                 Err(ff::Error::Other { errno }) if errno == ff::util::error::EAGAIN => return Ok(()),
@@ -455,79 +570,18 @@ impl Writer {
     }
 
     /// Copies a packet of another input stream (dropped when not mapped).
-    pub fn write_packet(&mut self, mut pkt: ff::Packet) -> Result<(), Error> {
-        let Some(Some((o, itb, otb, offset))) = self.map.get(pkt.stream()).copied() else { return Ok(()) };
-        if offset != 0 {
-            pkt.set_pts(pkt.pts().map(|t| t + offset));
-            pkt.set_dts(pkt.dts().map(|t| t + offset));
-        }
-        pkt.rescale_ts(itb, otb);
-        pkt.set_position(-1);
-        pkt.set_stream(o);
-        let dts = pkt.dts();
-        if self.copied_dts.len() <= o {
-            self.copied_dts.resize(o + 1, None);
-        }
-        let last = self.copied_dts[o];
-        let octx = self.octx.as_mut().expect("open");
-        pkt.write_interleaved(octx).map_err(|e| {
-            // The muxer refuses timestamps that go back: a damaged input, not a bad output path.
-            if let (Some(d), Some(l)) = (dts, last)
-                && d <= l
-            {
-                let secs = |t: i64| t as f64 * otb.numerator() as f64 / otb.denominator().max(1) as f64;
-                return out_err(
-                    &self.out,
-                    format!(
-                        "cannot copy input stream #{}: its timestamps go backwards ({:.2} s, then {:.2} s): the input is \
-                         damaged (remux it, e.g. `ffmpeg -i IN -c copy FIXED.mkv`, or drop that stream)",
-                        pkt_stream_in(&self.map, o),
-                        secs(l),
-                        secs(d)
-                    ),
-                );
-            }
-            mux_err(&self.out, &self.map, &format!("cannot copy input stream #{}", pkt_stream_in(&self.map, o)), e)
-        })?;
-        if dts.is_some() {
-            self.copied_dts[o] = dts;
-        }
-        Ok(())
+    pub fn write_packet(&mut self, pkt: ff::Packet) -> Result<(), Error> {
+        self.mux.write_packet(pkt)
     }
 
     /// Flushes the encoder, finishes the file and moves it to its name.
     pub fn finish(mut self) -> Result<(), Error> {
         self.encoder.send_eof().map_err(|e| out_err(&self.out, format!("encoding failed: {}", describe(e))))?;
         self.drain()?;
-        let mut octx = self.octx.take().expect("open");
-        octx.write_trailer().map_err(|e| mux_err(&self.out, &self.map, "cannot finish the file", e))?;
-        drop(octx); // closes the file
-        let tmp = self.tmp.take().expect("open");
-        let (out, overwrite) = (self.out.clone(), self.overwrite);
-        tmp.commit(|tmp| {
-            if overwrite {
-                return std::fs::rename(tmp, &out).map_err(|e| out_err(&out, format!("cannot move the finished file into place: {e}")));
-            }
-            // A hard link fails if OUT appeared meanwhile: never clobber it.
-            match std::fs::hard_link(tmp, &out) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    Err(out_err(&out, "already exists (use --overwrite to replace it)"))
-                }
-                Err(_) => std::fs::rename(tmp, &out)
-                    .map_err(|e| out_err(&out, format!("cannot move the finished file into place: {e}"))),
-            }
-        })?;
-        Ok(())
+        self.mux.finish()
     }
 }
 
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Close the muxer's file before `tmp` (a field, dropped after this) removes it.
-        drop(self.octx.take());
-    }
-}
 
 /// A muxer error in words. The muxer interleaves: a write fails on whatever
 /// packet it was given, but with streams copied from the input, a damaged
@@ -549,6 +603,26 @@ fn mux_err(out: &Path, map: &[Option<(usize, Rational, Rational, i64)>], what: &
 /// The input stream index copied to output stream `o`.
 fn pkt_stream_in(map: &[Option<(usize, Rational, Rational, i64)>], o: usize) -> usize {
     map.iter().position(|m| m.is_some_and(|m| m.0 == o)).unwrap_or(o)
+}
+
+/// Adds the video stream to `octx`: `codec` and `params` (an encoder's, or
+/// those of a stream copied as packets), in time base `tb` at `rate`.
+pub(crate) fn add_video_stream(
+    octx: &mut FormatOutput,
+    out: &Path,
+    codec: impl ff::codec::traits::Encoder,
+    params: impl Into<codec::Parameters>,
+    tb: Rational,
+    rate: Rational,
+) -> Result<usize, Error> {
+    let mut ost = octx.add_stream(codec).map_err(|e| out_err(out, format!("video stream: {}", describe(e))))?;
+    ost.set_parameters(params);
+    ost.set_time_base(tb);
+    ost.set_avg_frame_rate(rate);
+    unsafe {
+        (*(*ost.as_mut_ptr()).codecpar).codec_tag = 0;
+    }
+    Ok(ost.index())
 }
 
 /// Output grid for a clip made from scratch at `rate`: time base 1/rate.

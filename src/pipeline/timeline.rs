@@ -5,7 +5,7 @@
 use super::Error;
 
 /// A rational number `num / den` (den > 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ratio {
     pub num: i64,
     pub den: i64,
@@ -37,7 +37,7 @@ fn div_round(n: i128, d: i128) -> i128 {
 
 /// Maps timestamps (in `time_base` units) to frame positions at `rate`, with
 /// position 0 at timestamp `t0`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Grid {
     pub t0: i64,
     pub time_base: Ratio,
