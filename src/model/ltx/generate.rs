@@ -22,7 +22,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::load::LtxVideo;
+use super::load::{LtxInspection, LtxVideo};
 use super::pipeline::{Condition, ConditionOptions, LtxPipeline, Noise, PromptBatch, VideoOptions};
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
@@ -232,9 +232,23 @@ pub fn spatial_multiple(ltx: &LtxVideo) -> usize {
     ltx.vae.config.spatial_compression() * ltx.transformer.config().patch_size
 }
 
-/// Frames per latent frame.
+/// Frames per latent frame ([`temporal_multiple_of`]).
 pub fn temporal_multiple(ltx: &LtxVideo) -> usize {
-    ltx.vae.config.temporal_compression() * ltx.transformer.config().patch_size_t
+    temporal_multiple_of(&ltx.vae.config, ltx.transformer.config())
+}
+
+/// Frames per latent frame: the VAE's temporal compression times the
+/// transformer's temporal patch. Windows are `k * this + 1` frames long.
+pub fn temporal_multiple_of(vae: &super::vae::Config, transformer: &super::transformer::Config) -> usize {
+    vae.temporal_compression() * transformer.patch_size_t
+}
+
+impl LtxInspection {
+    /// Frames per latent frame ([`temporal_multiple_of`]), known from the
+    /// configs before any weight is read.
+    pub fn temporal_multiple(&self) -> usize {
+        temporal_multiple_of(&self.vae_config, &self.transformer_config)
+    }
 }
 
 /// The smallest `k * t + 1 >= n`.
