@@ -83,7 +83,9 @@ fn ltx_properties_exist_with_their_defaults() {
         assert_eq!(el.property::<String>("text-encoder"), "", "{name}");
         assert_eq!(el.property::<u32>("steps"), 0, "{name}: 0 = the model's default");
         assert_eq!(el.property::<String>("model-path"), "", "{name}");
-        for p in ["prompt", "negative-prompt", "guidance", "gen-size", "text-encoder"] {
+        assert_eq!(el.property::<f64>("condition-blur"), 0.0, "{name}: off");
+        assert_eq!(el.property::<u32>("condition-crf"), 0, "{name}: off");
+        for p in ["prompt", "negative-prompt", "guidance", "gen-size", "text-encoder", "condition-blur", "condition-crf"] {
             let blurb = el.find_property(p).unwrap().blurb().unwrap_or_default().to_string();
             assert!(blurb.starts_with("LTX-Video only"), "{name} {p}: {blurb}");
         }
@@ -125,7 +127,7 @@ fn ltx_properties_with_another_model_post_an_error() {
     let tiny = tiny_model();
     let tm = tiny.to_str().unwrap();
     for element in ELEMENTS {
-        for (p, v) in [("prompt", "a red fox"), ("negative-prompt", "blurry"), ("guidance", "3"), ("gen-size", "256"), ("text-encoder", "/t5"), ("ltx-preset", "distilled")] {
+        for (p, v) in [("prompt", "a red fox"), ("negative-prompt", "blurry"), ("guidance", "3"), ("gen-size", "256"), ("text-encoder", "/t5"), ("ltx-preset", "distilled"), ("condition-blur", "1"), ("condition-crf", "29")] {
             let e = refuses(element, &[(p, v)]);
             assert!(e.contains(&format!("The {p} property needs a generative model (LTX-Video); the embedded interpolator")), "{e}");
             let e = refuses(element, &[("model-path", tm), (p, v)]);
@@ -149,6 +151,9 @@ fn bad_ltx_values_post_an_error() {
             ("gen-size", "16", "Bad gen-size property: generation size must be in 32..=2048 pixels, got 16"),
             ("gen-size", "4096", "Bad gen-size property: generation size must be in 32..=2048 pixels, got 4096"),
             ("ltx-preset", "fast", "Bad ltx-preset property: \"fast\" is not dev, distilled or empty"),
+            ("condition-blur", "-1", "Bad condition-blur property: condition blur must be a Gaussian sigma in (0, 10]"),
+            ("condition-blur", "11", "Bad condition-blur property: condition blur must be a Gaussian sigma in (0, 10]"),
+            ("condition-crf", "60", "Bad condition-crf property: condition CRF must be in 1..=51 (0: off; the official inference's is 29), got 60"),
         ] {
             let e = refuses(element, &[("model-path", s), (p, v)]);
             assert!(e.contains(needle), "{element} {p}={v}: {e}");
@@ -420,3 +425,44 @@ fn latency_answers_the_context_the_model_asks_for() {
     }
 }
 
+/// `condition-blur` (and `condition-crf`, in a plugin built with FFmpeg)
+/// change only what conditions LTX-Video: the originals are the very
+/// buffers pushed, the same seed gives the same bytes, the generated frames
+/// differ from those made without. Without FFmpeg, `condition-crf` is an
+/// ERROR saying so.
+#[test]
+fn conditioning_blur_and_crf_change_the_generated_frames_only() {
+    let d = tempfile::tempdir().unwrap();
+    let snap = tiny_snapshot(&d.path().join("snap"), true);
+    let info = info(VideoFormat::Rgb, 32, 24, FPS);
+    let pushed = clip(&info, 6);
+    let run = |extra: &[(&'static str, glib::Value)]| -> Vec<Vec<u8>> {
+        let mut props = vec![
+            ("model-path", snap.to_str().unwrap().to_value()),
+            ("gen-size", 32u32.to_value()),
+            ("steps", 2u32.to_value()),
+            ("frames", 2u32.to_value()),
+        ];
+        props.extend(extra.iter().cloned());
+        let out = run_element("weftextend", &props, &info, &pushed);
+        assert_eq!(out.len(), 8, "{extra:?}");
+        for (o, p) in out.iter().zip(&pushed) {
+            assert_eq!(o.as_ptr(), p.as_ptr(), "{extra:?}: originals untouched");
+        }
+        out[6..].iter().map(|b| bytes(b)).collect()
+    };
+    let plain = run(&[]);
+    let blurred = run(&[("condition-blur", 1.0f64.to_value())]);
+    assert_ne!(blurred, plain);
+    assert_eq!(blurred, run(&[("condition-blur", 1.0f64.to_value())]), "same seed, same bytes");
+    if cfg!(feature = "ffmpeg") {
+        let both = [("condition-blur", 1.0f64.to_value()), ("condition-crf", 29u32.to_value())];
+        let prepared = run(&both);
+        assert_ne!(prepared, plain);
+        assert_ne!(prepared, blurred);
+        assert_eq!(prepared, run(&both), "same seed, same bytes");
+    } else {
+        let e = refuses("weftextend", &[("model-path", snap.to_str().unwrap()), ("condition-crf", "29")]);
+        assert!(e.contains("Bad condition-crf property: the libx264 round trip needs FFmpeg"), "{e}");
+    }
+}

@@ -17,6 +17,7 @@
 //! a frame at time `t` after it is at `round(t * rate)`, the stream's rate
 //! being its `r_frame_rate`.
 
+pub mod condition;
 mod convert;
 mod extend;
 mod input;

@@ -88,6 +88,7 @@ pub fn load_engine(
             "guidance" => "has no prompt to guide by",
             "gen-size" => "works at the stream's own size",
             "ltx-preset" => "has no sampling recipe",
+            "condition-blur" | "condition-crf" => "takes its conditioning frames as they are",
             _ => "has no use for a text encoder",
         };
         gst::element_error!(

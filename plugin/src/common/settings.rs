@@ -31,6 +31,10 @@ pub struct ModelSettings {
     pub text_encoder: String,
     /// `dev`, `distilled`, or empty: told from the checkpoint.
     pub ltx_preset: String,
+    /// Blur sigma of the conditioning frames (0: none).
+    pub condition_blur: f64,
+    /// libx264 CRF of the conditioning frames' round trip (0: none).
+    pub condition_crf: u32,
 }
 
 impl Default for ModelSettings {
@@ -46,6 +50,8 @@ impl Default for ModelSettings {
             gen_size: DEFAULT_GEN_SIZE,
             text_encoder: String::new(),
             ltx_preset: String::new(),
+            condition_blur: 0.0,
+            condition_crf: 0,
         }
     }
 }
@@ -66,6 +72,8 @@ impl ModelSettings {
             ("gen-size", self.gen_size != d.gen_size),
             ("text-encoder", self.text_encoder != d.text_encoder),
             ("ltx-preset", self.ltx_preset != d.ltx_preset),
+            ("condition-blur", self.condition_blur != d.condition_blur),
+            ("condition-crf", self.condition_crf != d.condition_crf),
         ]
         .into_iter()
         .filter(|p| p.1)
@@ -84,7 +92,14 @@ impl ModelSettings {
         };
         let base = preset.settings();
         let mut s = base.clone();
-        let apply: [(&str, Setter); 5] = [
+        let crf_range = 1..=weft::model::ltx::condition::MAX_CRF;
+        if crf_range.contains(&self.condition_crf) && conditioning_codec().is_none() {
+            return Err(format!(
+                "Bad condition-crf property: the libx264 round trip needs FFmpeg, and this gst-plugin-weft was \
+                 built without it (cargo feature ffmpeg); set condition-crf 0"
+            ));
+        }
+        let apply: [(&str, Setter); 7] = [
             ("prompt", &|s| s.prompt = self.prompt.clone()),
             ("negative-prompt", &|s| {
                 s.negative_prompt = Some(self.negative_prompt.clone()).filter(|n| !n.is_empty())
@@ -100,6 +115,11 @@ impl ModelSettings {
                     s.steps = self.steps as usize;
                     s.timesteps = None;
                 }
+            }),
+            ("condition-blur", &|s| s.condition_blur = self.condition_blur),
+            ("condition-crf", &|s| {
+                s.condition_crf = self.condition_crf;
+                s.condition_codec = conditioning_codec();
             }),
         ];
         let msg = |e: weft::WeftError| match e {
@@ -119,6 +139,18 @@ impl ModelSettings {
 
 /// Sets one property on the settings.
 type Setter<'a> = &'a dyn Fn(&mut LtxSettings);
+
+/// The codec of `condition-crf`: weft's libx264 round trip, in a plugin
+/// built with the `ffmpeg` feature.
+#[cfg(feature = "ffmpeg")]
+fn conditioning_codec() -> Option<weft::model::ltx::condition::Compressor> {
+    Some(weft::pipeline::condition::libx264())
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+fn conditioning_codec() -> Option<weft::model::ltx::condition::Compressor> {
+    None
+}
 
 pub fn model_properties() -> Vec<glib::ParamSpec> {
     vec![
@@ -201,6 +233,26 @@ pub fn model_properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_GEN_SIZE)
             .mutable_ready()
             .build(),
+        glib::ParamSpecDouble::builder("condition-blur")
+            .nick("Conditioning blur")
+            .blurb(
+                "LTX-Video only: sigma in (0, 10] of a 3x3 Gaussian blur of the frames that condition the \
+                 generation, at the generation size, as LTX-Video's official inference does (1.0); the \
+                 frames passed through stay as they are; 0: none",
+            )
+            .default_value(0.0)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("condition-crf")
+            .nick("Conditioning CRF")
+            .blurb(
+                "LTX-Video only: libx264 constant rate factor (1..=51) of a round trip of the conditioning \
+                 frames (after condition-blur), as LTX-Video's official inference does (29); needs a plugin \
+                 built with the ffmpeg feature; 0: none",
+            )
+            .default_value(0)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecString::builder("text-encoder")
             .nick("Text encoder")
             .blurb(
@@ -234,6 +286,8 @@ pub fn set_model_property(s: &mut ModelSettings, name: &str, value: &glib::Value
         "gen-size" => s.gen_size = value.get().expect("type checked"),
         "text-encoder" => s.text_encoder = string(value),
         "ltx-preset" => s.ltx_preset = string(value),
+        "condition-blur" => s.condition_blur = value.get().expect("type checked"),
+        "condition-crf" => s.condition_crf = value.get().expect("type checked"),
         _ => return false,
     }
     true
@@ -251,6 +305,8 @@ pub fn model_property(s: &ModelSettings, name: &str) -> Option<glib::Value> {
         "gen-size" => s.gen_size.to_value(),
         "text-encoder" => s.text_encoder.to_value(),
         "ltx-preset" => s.ltx_preset.to_value(),
+        "condition-blur" => s.condition_blur.to_value(),
+        "condition-crf" => s.condition_crf.to_value(),
         _ => return None,
     })
 }
