@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gst::prelude::*;
 use weft::tasks::{ContextFrames, ContextModel, context_frames};
 
 use super::*;

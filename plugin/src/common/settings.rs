@@ -63,7 +63,7 @@ impl ModelSettings {
     }
 
     /// The LTX-Video properties set away from their defaults, by name.
-    fn ltx_given(&self) -> Vec<&'static str> {
+    pub(crate) fn ltx_given(&self) -> Vec<&'static str> {
         let d = Self::default();
         [
             ("prompt", self.prompt != d.prompt),
