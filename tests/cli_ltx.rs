@@ -97,7 +97,7 @@ fn bad_ltx_values_are_one_line_errors_before_the_model_loads() {
         (&["--condition-blur", "-1"], "--condition-blur: condition blur must be a Gaussian sigma in (0, 10] pixels"),
         (&["--condition-blur", "12"], "--condition-blur: condition blur must be a Gaussian sigma in (0, 10] pixels"),
         (&["--condition-crf", "60"], "--condition-crf: condition CRF must be in 1..=51 (0: off; the official inference's is 29), got 60"),
-        (&["--condition-crf", "-1"], "invalid value '-1' for '--condition-crf <CRF>'"),
+        (&["--condition-crf", "high"], "invalid value 'high' for '--condition-crf <CRF>'"),
     ];
     for (args, needle) in cases {
         extend_fails(d.path(), &c, &[&["--model", s][..], args].concat(), needle);

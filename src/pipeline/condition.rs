@@ -34,7 +34,9 @@ pub fn round_trip(frame: &Frame, crf: u32) -> Result<Frame> {
     if !(1..=MAX_CRF).contains(&crf) {
         return Err(WeftError::BadOptions(format!("libx264 CRF must be in 1..={MAX_CRF}, got {crf}")));
     }
-    ff::init().map_err(|e| codec_err("FFmpeg", e))?;
+    // FFmpeg initialised with its log quiet (libx264 would print its
+    // statistics for every frame).
+    super::init();
     let even = pad_even(frame)?;
     let like = Colour::for_rgb_source(even.height() as u32);
     let mut yuv = Converter::new().from_rgb_frame(&even, Pixel::YUV420P, &like).map_err(WeftError::Codec)?;
