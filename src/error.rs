@@ -51,6 +51,9 @@ pub enum WeftError {
     #[error("bad options: {0}")]
     BadOptions(String),
 
+    #[error("conditioning frame codec: {0}")]
+    Codec(String),
+
     #[error("tensor computation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 

@@ -35,7 +35,7 @@ fn extend_fails(dir: &Path, input: &Path, extra: &[&str], needle: &str) -> Strin
     line
 }
 
-const LTX_ONLY: [(&str, &str); 8] = [
+const LTX_ONLY: [(&str, &str); 10] = [
     ("--prompt", "a red fox"),
     ("--negative-prompt", "blurry"),
     ("--guidance", "3"),
@@ -44,6 +44,8 @@ const LTX_ONLY: [(&str, &str); 8] = [
     ("--dtype", "bf16"),
     ("--timesteps", "1000,500"),
     ("--ltx-preset", "distilled"),
+    ("--condition-blur", "1"),
+    ("--condition-crf", "29"),
 ];
 
 #[test]
@@ -92,6 +94,10 @@ fn bad_ltx_values_are_one_line_errors_before_the_model_loads() {
         (&["--timesteps", "1500,900"], "--timesteps: 1500 is outside (0, 1000]"),
         (&["--timesteps", "500,900"], "--timesteps must decrease"),
         (&["--dtype", "f16"], "invalid value 'f16' for '--dtype <DTYPE>'"),
+        (&["--condition-blur", "-1"], "--condition-blur: condition blur must be a Gaussian sigma in (0, 10] pixels"),
+        (&["--condition-blur", "12"], "--condition-blur: condition blur must be a Gaussian sigma in (0, 10] pixels"),
+        (&["--condition-crf", "60"], "--condition-crf: condition CRF must be in 1..=51 (0: off; the official inference's is 29), got 60"),
+        (&["--condition-crf", "high"], "invalid value 'high' for '--condition-crf <CRF>'"),
     ];
     for (args, needle) in cases {
         extend_fails(d.path(), &c, &[&["--model", s][..], args].concat(), needle);
@@ -175,6 +181,13 @@ fn an_ltx_snapshot_extends_infills_and_animates() {
     assert_ne!(&ts[6..], &a[6..]);
     let bf = ltx_extend(d.path(), &c, s, "f.mkv", &["--dtype", "bf16"]);
     assert_eq!(&bf[..6], &ins[..]);
+    // The official conditioning-frame preparation: the originals untouched,
+    // other generated frames, the same again with the same seed.
+    let prep = ["--condition-blur", "1", "--condition-crf", "29"];
+    let p = ltx_extend(d.path(), &c, s, "g.mkv", &prep);
+    assert_eq!(&p[..6], &ins[..]);
+    assert_ne!(&p[6..], &a[6..]);
+    assert_eq!(p, ltx_extend(d.path(), &c, s, "h.mkv", &prep), "same seed, other bytes");
     // Backward: the originals at the end.
     let back = d.path().join("back.mkv");
     ok(weft()

@@ -184,3 +184,48 @@ fn the_sampling_recipe_is_told_from_the_checkpoint() {
     assert_eq!(LtxPreset::parse(" Distilled "), Some(LtxPreset::Distilled));
     assert_eq!(LtxPreset::parse("fast"), None);
 }
+
+/// The official inference's preparation of conditioning frames (a 3x3
+/// Gaussian blur, a libx264 round trip at CRF 29) changes what conditions
+/// the windows only: the known frames come back byte-identical, the same
+/// seed gives the same bytes, and the generated frames differ from a job
+/// without it (each option alone too).
+#[cfg(feature = "ffmpeg")]
+#[test]
+fn blurred_and_compressed_conditioning_leaves_the_known_frames_alone() {
+    use weft::model::ltx::condition::{OFFICIAL_BLUR_SIGMA, OFFICIAL_CRF};
+    let (_d, m) = model();
+    let before = clip(40, 24, 6, 0);
+    let after = clip(40, 24, 3, 9);
+    let plan = Plan::infill(&before, 3, &after);
+    let with = |blur: f64, crf: u32| {
+        let mut o = opts(1);
+        o.ltx.condition_blur = blur;
+        o.ltx.condition_crf = crf;
+        o.ltx.condition_codec = Some(weft::pipeline::condition::libx264());
+        o
+    };
+    let prepared = weft::generate(&m, &plan, &with(OFFICIAL_BLUR_SIGMA, OFFICIAL_CRF)).unwrap();
+    assert_eq!(&prepared[..6], &before[..]);
+    assert_eq!(&prepared[9..], &after[..]);
+    assert_eq!(prepared, weft::generate(&m, &plan, &with(OFFICIAL_BLUR_SIGMA, OFFICIAL_CRF)).unwrap());
+    let plain = weft::generate(&m, &plan, &opts(1)).unwrap();
+    assert_ne!(prepared[6..9], plain[6..9]);
+    // Off (a codec given, nothing asked of it) is the plain job.
+    assert_eq!(weft::generate(&m, &plan, &with(0.0, 0)).unwrap(), plain);
+    for (blur, crf) in [(OFFICIAL_BLUR_SIGMA, 0), (0.0, OFFICIAL_CRF)] {
+        let one = weft::generate(&m, &plan, &with(blur, crf)).unwrap();
+        assert_eq!(&one[..6], &before[..]);
+        assert_ne!(one[6..9], plain[6..9], "blur {blur}, CRF {crf}");
+        assert_ne!(one[6..9], prepared[6..9], "blur {blur}, CRF {crf}");
+    }
+    // A CRF without a codec, or out of range, is a one-line error.
+    let mut o = opts(1);
+    o.ltx.condition_crf = OFFICIAL_CRF;
+    let e = weft::generate(&m, &plan, &o).unwrap_err().to_string();
+    assert!(e.contains("condition CRF 29 needs a codec"), "{e}");
+    let e = weft::generate(&m, &plan, &with(0.0, 60)).unwrap_err().to_string();
+    assert!(e.contains("condition CRF must be in 1..=51") && !e.contains('\n'), "{e}");
+    let e = weft::generate(&m, &plan, &with(-1.0, 0)).unwrap_err().to_string();
+    assert!(e.contains("condition blur must be a Gaussian sigma") && !e.contains('\n'), "{e}");
+}

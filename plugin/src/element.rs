@@ -60,6 +60,9 @@ pub trait WeftElementImpl: ElementImpl {
             let mut engine = lock(&core.engine);
             let loaded = common::load_engine(self.obj().upcast_ref(), &settings, engine.as_ref())?;
             *engine = Some(loaded);
+            // Streaming code takes the stream state, then the engine: never
+            // the other way round.
+            drop(engine);
             self.reset_state();
         }
         let ret = self.parent_change_state(transition)?;
@@ -123,6 +126,14 @@ impl Core {
     /// The model checked when the element started, if it did.
     pub fn model(&self) -> Option<Arc<LazyModel>> {
         lock(&self.engine).as_ref().map(|e| e.model.clone())
+    }
+
+    /// The real frames the model conditions on with the element's settings
+    /// (asked of the model when the element started; before that, weft's
+    /// own models'): how many the element holds before a gap, waits for
+    /// after it, and holds for an extension.
+    pub fn context(&self) -> weft::tasks::ContextFrames {
+        lock(&self.engine).as_ref().map(|e| e.context).unwrap_or_default()
     }
 
     /// FLUSH_START / FLUSH_STOP: see [`common::handle_flush`].

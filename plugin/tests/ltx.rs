@@ -83,7 +83,9 @@ fn ltx_properties_exist_with_their_defaults() {
         assert_eq!(el.property::<String>("text-encoder"), "", "{name}");
         assert_eq!(el.property::<u32>("steps"), 0, "{name}: 0 = the model's default");
         assert_eq!(el.property::<String>("model-path"), "", "{name}");
-        for p in ["prompt", "negative-prompt", "guidance", "gen-size", "text-encoder"] {
+        assert_eq!(el.property::<f64>("condition-blur"), 0.0, "{name}: off");
+        assert_eq!(el.property::<u32>("condition-crf"), 0, "{name}: off");
+        for p in ["prompt", "negative-prompt", "guidance", "gen-size", "text-encoder", "condition-blur", "condition-crf"] {
             let blurb = el.find_property(p).unwrap().blurb().unwrap_or_default().to_string();
             assert!(blurb.starts_with("LTX-Video only"), "{name} {p}: {blurb}");
         }
@@ -125,7 +127,7 @@ fn ltx_properties_with_another_model_post_an_error() {
     let tiny = tiny_model();
     let tm = tiny.to_str().unwrap();
     for element in ELEMENTS {
-        for (p, v) in [("prompt", "a red fox"), ("negative-prompt", "blurry"), ("guidance", "3"), ("gen-size", "256"), ("text-encoder", "/t5"), ("ltx-preset", "distilled")] {
+        for (p, v) in [("prompt", "a red fox"), ("negative-prompt", "blurry"), ("guidance", "3"), ("gen-size", "256"), ("text-encoder", "/t5"), ("ltx-preset", "distilled"), ("condition-blur", "1"), ("condition-crf", "29")] {
             let e = refuses(element, &[(p, v)]);
             assert!(e.contains(&format!("The {p} property needs a generative model (LTX-Video); the embedded interpolator")), "{e}");
             let e = refuses(element, &[("model-path", tm), (p, v)]);
@@ -149,6 +151,9 @@ fn bad_ltx_values_post_an_error() {
             ("gen-size", "16", "Bad gen-size property: generation size must be in 32..=2048 pixels, got 16"),
             ("gen-size", "4096", "Bad gen-size property: generation size must be in 32..=2048 pixels, got 4096"),
             ("ltx-preset", "fast", "Bad ltx-preset property: \"fast\" is not dev, distilled or empty"),
+            ("condition-blur", "-1", "Bad condition-blur property: condition blur must be a Gaussian sigma in (0, 10]"),
+            ("condition-blur", "11", "Bad condition-blur property: condition blur must be a Gaussian sigma in (0, 10]"),
+            ("condition-crf", "60", "Bad condition-crf property: condition CRF must be in 1..=51 (0: off; the official inference's is 29), got 60"),
         ] {
             let e = refuses(element, &[("model-path", s), (p, v)]);
             assert!(e.contains(needle), "{element} {p}={v}: {e}");
@@ -260,4 +265,204 @@ fn weftextend_and_weftanimate_run_an_ltx_model() {
     assert!(out[1..].iter().all(|b| is_generated(b) && b.size() == still.size()));
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert_eq!(msgs[0].get::<&str>("method").unwrap(), "ltx-video");
+}
+
+/// The frames `run_plan` generates at `slots` from `known` (plan position,
+/// RGB buffer of `info`), with the LTX-Video settings the elements take from
+/// the properties `gen-size` 32 and `steps` 2, at 25 fps.
+fn library_frames(
+    snap: &Path,
+    info: &gst_video::VideoInfo,
+    known: &[(i64, &gst::Buffer)],
+    slots: std::ops::Range<i64>,
+    seed: u64,
+) -> Vec<Vec<u8>> {
+    let model = weft::Model::load_ltx(snap, None, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let ltx = weft::model::ltx::generate::LtxSettings {
+        gen_size: 32,
+        steps: 2,
+        frame_rate: FPS as f64,
+        ..weft::model::ltx::load::detect_preset(snap).settings()
+    };
+    let opts = weft::GenerateOptions { seed, ltx, ..Default::default() };
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    assert_eq!(info.stride()[0] as usize, w * 3, "packed rows");
+    let frames: Vec<(i64, weft::Frame)> =
+        known.iter().map(|(p, b)| (*p, weft::Frame::from_rgb(w, h, bytes(b)).unwrap())).collect();
+    let mut plan = weft::Plan::new();
+    for (p, f) in &frames {
+        plan = plan.known(*p, f);
+    }
+    for p in slots {
+        plan = plan.generate(p);
+    }
+    let mut out = std::collections::BTreeMap::new();
+    weft::run_plan(&model, &plan, &opts, |p, f| {
+        out.insert(p, f.into_data());
+        Ok::<(), weft::WeftError>(())
+    })
+    .unwrap();
+    out.into_values().collect()
+}
+
+/// `n` frames of `info`, frame `i` at PTS `i` frame durations.
+fn clip(info: &gst_video::VideoInfo, n: u64) -> Vec<gst::Buffer> {
+    (0..n).map(|i| frame(info, i, 0)).collect()
+}
+
+/// What `element` with `props` outputs for `pushed` (caps of `info`) and
+/// EOS, none of it an ERROR.
+fn run_element(
+    element: &str,
+    props: &[(&str, glib::Value)],
+    info: &gst_video::VideoInfo,
+    pushed: &[gst::Buffer],
+) -> Vec<gst::Buffer> {
+    let (mut h, bus) = harness(element, props);
+    h.set_src_caps(info.to_caps().unwrap());
+    for b in pushed {
+        h.push(b.clone()).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    let out = pull_all(&mut h);
+    let errs = errors(&bus);
+    assert!(errs.is_empty(), "{element} {props:?}: {errs:?}");
+    out
+}
+
+/// The bytes of the generated buffers of `out`, in order.
+fn generated_bytes(out: &[gst::Buffer]) -> Vec<Vec<u8>> {
+    out.iter().filter(|b| is_generated(b)).map(|b| bytes(b)).collect()
+}
+
+/// weftextend with an LTX-Video model holds the model's lead (17 frames:
+/// a multiple of its temporal compression plus one), not weft's three: its
+/// frames are those the library makes from the whole clip, both ways.
+#[test]
+fn weftextend_with_ltx_generates_what_the_library_does_from_the_whole_clip() {
+    let d = tempfile::tempdir().unwrap();
+    let snap = tiny_snapshot(&d.path().join("snap"), true);
+    let info = info(VideoFormat::Rgb, 32, 24, FPS);
+    let pushed = clip(&info, 20);
+    let n = 3u64;
+    for direction in ["forward", "backward"] {
+        let props = [
+            ("model-path", snap.to_str().unwrap().to_value()),
+            ("gen-size", 32u32.to_value()),
+            ("steps", 2u32.to_value()),
+            ("frames", (n as u32).to_value()),
+            ("direction", direction.to_value()),
+        ];
+        let generated = generated_bytes(&run_element("weftextend", &props, &info, &pushed));
+        assert_eq!(generated.len(), n as usize, "{direction}");
+        // The fill's plan: generated slots 0..n, the clip on its side of them;
+        // its seed is the element's plus the first slot's frame number.
+        let (known, seed): (Vec<(i64, &gst::Buffer)>, u64) = if direction == "forward" {
+            (pushed.iter().enumerate().map(|(i, b)| (i as i64 - 20, b)).collect(), 20)
+        } else {
+            (pushed.iter().enumerate().map(|(i, b)| (i as i64 + n as i64, b)).collect(), 0)
+        };
+        let expected = library_frames(&snap, &info, &known, 0..n as i64, seed);
+        assert_eq!(generated, expected, "{direction}: the element's frames are the library's");
+        // With only weft's three frames of context, LTX-Video makes other frames.
+        let short: Vec<(i64, &gst::Buffer)> =
+            if direction == "forward" { known[17..].to_vec() } else { known[..3].to_vec() };
+        assert_ne!(library_frames(&snap, &info, &short, 0..n as i64, seed), expected, "{direction}");
+    }
+}
+
+/// weftinfill with an LTX-Video model holds its 17-frame lead before a gap
+/// and waits for 2 frames after it: the gap is what the library fills
+/// knowing the whole clip.
+#[test]
+fn weftinfill_with_ltx_fills_what_the_library_does_from_the_whole_clip() {
+    let d = tempfile::tempdir().unwrap();
+    let snap = tiny_snapshot(&d.path().join("snap"), true);
+    let info = info(VideoFormat::Rgb, 32, 24, FPS);
+    let pushed: Vec<gst::Buffer> = (0..26).filter(|i| !(20..22).contains(i)).map(|i| frame(&info, i, 0)).collect();
+    let props = [
+        ("model-path", snap.to_str().unwrap().to_value()),
+        ("scene-threshold", 1.0f64.to_value()),
+        ("gen-size", 32u32.to_value()),
+        ("steps", 2u32.to_value()),
+    ];
+    let generated = generated_bytes(&run_element("weftinfill", &props, &info, &pushed));
+    assert_eq!(generated.len(), 2);
+    // Plan positions from the gap's first frame (20); seed 0 + 20.
+    let pos = |b: &gst::Buffer| (b.pts().unwrap().nseconds() / frame_dur(FPS).nseconds()) as i64 - 20;
+    let known: Vec<(i64, &gst::Buffer)> = pushed.iter().map(|b| (pos(b), b)).collect();
+    let expected = library_frames(&snap, &info, &known, 0..2, 20);
+    assert_eq!(generated, expected, "the element's frames are the library's");
+    let near: Vec<(i64, &gst::Buffer)> = known.iter().copied().filter(|(p, _)| (-2..4).contains(p)).collect();
+    assert_ne!(library_frames(&snap, &info, &near, 0..2, 20), expected, "two frames before the gap are not enough");
+}
+
+/// The LATENCY answers follow the model's context: weftinfill waits for one
+/// frame after the hole with LTX-Video as with weft's models; a backward
+/// weftextend holds the first originals until the model's lead is in (16
+/// frames after the first for LTX-Video's 17, 2 for weft's 3).
+#[test]
+fn latency_answers_the_context_the_model_asks_for() {
+    let d = tempfile::tempdir().unwrap();
+    let snap = tiny_snapshot(&d.path().join("snap"), true);
+    let info = info(VideoFormat::Rgb, 32, 24, FPS);
+    let up = gst::ClockTime::from_mseconds(10);
+    let dur = frame_dur(FPS);
+    let ltx = ("model-path", snap.to_str().unwrap().to_value());
+    let backward = ("direction", "backward".to_value());
+    for (element, props, frames) in [
+        ("weftinfill", vec![ltx.clone()], 1),
+        ("weftinfill", vec![], 1),
+        ("weftextend", vec![ltx.clone(), backward.clone()], 16),
+        ("weftextend", vec![backward.clone()], 2),
+        ("weftextend", vec![ltx.clone()], 0),
+    ] {
+        let (mut h, bus) = harness(element, &props);
+        h.set_src_caps(info.to_caps().unwrap());
+        h.set_upstream_latency(up);
+        assert_eq!(h.query_latency(), Some(up + dur * frames), "{element} {props:?}");
+        assert!(errors(&bus).is_empty(), "{:?}", errors(&bus));
+    }
+}
+
+/// `condition-blur` (and `condition-crf`, in a plugin built with FFmpeg)
+/// change only what conditions LTX-Video: the originals are the very
+/// buffers pushed, the same seed gives the same bytes, the generated frames
+/// differ from those made without. Without FFmpeg, `condition-crf` is an
+/// ERROR saying so.
+#[test]
+fn conditioning_blur_and_crf_change_the_generated_frames_only() {
+    let d = tempfile::tempdir().unwrap();
+    let snap = tiny_snapshot(&d.path().join("snap"), true);
+    let info = info(VideoFormat::Rgb, 32, 24, FPS);
+    let pushed = clip(&info, 6);
+    let run = |extra: &[(&'static str, glib::Value)]| -> Vec<Vec<u8>> {
+        let mut props = vec![
+            ("model-path", snap.to_str().unwrap().to_value()),
+            ("gen-size", 32u32.to_value()),
+            ("steps", 2u32.to_value()),
+            ("frames", 2u32.to_value()),
+        ];
+        props.extend(extra.iter().cloned());
+        let out = run_element("weftextend", &props, &info, &pushed);
+        assert_eq!(out.len(), 8, "{extra:?}");
+        for (o, p) in out.iter().zip(&pushed) {
+            assert_eq!(o.as_ptr(), p.as_ptr(), "{extra:?}: originals untouched");
+        }
+        out[6..].iter().map(|b| bytes(b)).collect()
+    };
+    let plain = run(&[]);
+    let blurred = run(&[("condition-blur", 1.0f64.to_value())]);
+    assert_ne!(blurred, plain);
+    assert_eq!(blurred, run(&[("condition-blur", 1.0f64.to_value())]), "same seed, same bytes");
+    if cfg!(feature = "ffmpeg") {
+        let both = [("condition-blur", 1.0f64.to_value()), ("condition-crf", 29u32.to_value())];
+        let prepared = run(&both);
+        assert_ne!(prepared, plain);
+        assert_ne!(prepared, blurred);
+        assert_eq!(prepared, run(&both), "same seed, same bytes");
+    } else {
+        let e = refuses("weftextend", &[("model-path", snap.to_str().unwrap()), ("condition-crf", "29")]);
+        assert!(e.contains("Bad condition-crf property: the libx264 round trip needs FFmpeg"), "{e}");
+    }
 }

@@ -206,6 +206,17 @@ pub struct LtxArgs {
     /// decreasing (a distilled checkpoint's list); replaces --steps.
     #[arg(long, value_name = "LIST")]
     timesteps: Option<String>,
+    /// Blur the frames that condition the generation (not the frames
+    /// written) with a 3x3 Gaussian of this sigma in (0, 10] at the
+    /// generation size, as LTX-Video's official inference does (1.0).
+    /// Default: none.
+    #[arg(long, value_name = "SIGMA", allow_negative_numbers = true)]
+    condition_blur: Option<f64>,
+    /// Send the conditioning frames through libx264 at this CRF (1..=51;
+    /// after --condition-blur), as the official inference does (29).
+    /// Default: none.
+    #[arg(long, value_name = "CRF")]
+    condition_crf: Option<u32>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -232,6 +243,8 @@ impl LtxArgs {
             ("--text-encoder", self.text_encoder.is_some()),
             ("--dtype", self.dtype.is_some()),
             ("--timesteps", self.timesteps.is_some()),
+            ("--condition-blur", self.condition_blur.is_some()),
+            ("--condition-crf", self.condition_crf.is_some()),
         ];
         opts.into_iter().filter(|o| o.1).map(|o| o.0).collect()
     }
@@ -247,6 +260,7 @@ impl LtxArgs {
             "--gen-size" => "works at the clip's own size",
             "--text-encoder" => "has no use for a text encoder",
             "--dtype" => "computes in its own dtype",
+            "--condition-blur" | "--condition-crf" => "takes its conditioning frames as they are",
             _ => "samples no timesteps",
         };
         anyhow::bail!("{opt} needs a generative model (LTX-Video); {which} {cannot}")
@@ -263,7 +277,7 @@ impl LtxArgs {
         let base = preset.settings();
         let timesteps = self.timesteps.as_deref().map(parse_timesteps).transpose()?;
         let mut s = base.clone();
-        let apply: [(&str, Setter); 6] = [
+        let apply: [(&str, Setter); 8] = [
             ("--prompt", &|s| s.prompt = self.prompt.clone().unwrap_or_default()),
             ("--negative-prompt", &|s| s.negative_prompt = self.negative_prompt.clone()),
             ("--guidance", &|s| s.guidance = self.guidance.unwrap_or(s.guidance)),
@@ -277,6 +291,13 @@ impl LtxArgs {
             ("--timesteps", &|s| {
                 if timesteps.is_some() {
                     s.timesteps = timesteps.clone()
+                }
+            }),
+            ("--condition-blur", &|s| s.condition_blur = self.condition_blur.unwrap_or(s.condition_blur)),
+            ("--condition-crf", &|s| {
+                if let Some(crf) = self.condition_crf {
+                    s.condition_crf = crf;
+                    s.condition_codec = Some(weft::pipeline::condition::libx264());
                 }
             }),
         ];

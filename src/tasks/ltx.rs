@@ -53,7 +53,7 @@ pub(crate) fn run<E: From<WeftError>>(
     let tc = temporal_multiple(ltx);
     let window = frames_for(s.window, tc);
     // The in-place lead must be k * temporal + 1 frames.
-    let context = ((s.context.min(window - 1) - 1) / tc) * tc + 1;
+    let context = super::lead_frames(s, tc);
     let geometry = Geometry::new(size.0, size.1, s.gen_size, spatial_multiple(ltx));
     // Before minutes are spent: does one window fit?
     let need = window_memory(ltx, &geometry, window, s.after, s.guided());

@@ -18,6 +18,7 @@
 //! Only the last `context` generated frames are kept; every other generated
 //! frame is handed to the caller's sink at once.
 
+mod context;
 mod ltx;
 mod plan;
 pub mod motion;
@@ -28,6 +29,7 @@ use std::collections::{HashMap, VecDeque};
 
 use candle_core::Device;
 
+pub use context::{ContextFrames, ContextModel, MIN_EXTEND_CONTEXT, context_frames, lead_frames};
 pub use plan::{Direction, Plan, Slot};
 pub use prior::{EstimateRule, Method};
 
@@ -156,10 +158,11 @@ pub fn context_for_gap(model: &Model, gap: usize, context: usize) -> usize {
 
 /// Known frames on each side of a gap of `gap` frames (0 for an extension)
 /// that `model` uses with `opts`: an LTX-Video model's window lead and the
-/// real frames after a gap, else as [`context_for_gap`].
+/// real frames after a gap ([`context_frames`]), else as [`context_for_gap`].
 pub fn known_context(model: &Model, opts: &GenerateOptions, gap: usize) -> usize {
     if model.ltx().is_some() {
-        return opts.context.max(opts.ltx.context).max(opts.ltx.after);
+        let c = context_frames(model, opts);
+        return c.before.max(c.after).max(c.extend);
     }
     context_for_gap(model, gap, opts.context)
 }

@@ -1,7 +1,8 @@
 //! What the three elements share: the debug category, the model properties
-//! and their loading, pixel conversion to and from weft's packed RGB, the
-//! queue between the sink pad and the src-pad task, and the fill job that
-//! generates a run of frames and pushes them.
+//! and their loading (with the context frames the model asks for), pixel
+//! conversion to and from weft's packed RGB, the queue between the sink pad
+//! and the src-pad task, and the fill job that generates a run of frames and
+//! pushes them.
 
 use once_cell::sync::Lazy;
 
@@ -25,14 +26,6 @@ pub const GENERATED_META: &str = "WeftGeneratedMeta";
 /// ns) and, except for `skip`, `seconds` (gdouble, wall time of the fill).
 pub const FILL_MESSAGE: &str = "weft-fill";
 
-/// Known frames a fill conditions on, on each side of the generated run.
-pub const CONTEXT: usize = 2;
-
-/// Known frames an extension conditions on: one more than [`CONTEXT`], so
-/// the default model's motion prior can check on the third whether
-/// continuing the motion beats holding the last frame.
-pub const EXTEND_CONTEXT: usize = 3;
-
 pub fn register_meta() {
     if !gst::meta::CustomMeta::is_registered(GENERATED_META) {
         gst::meta::CustomMeta::register(GENERATED_META, &[]);
@@ -47,6 +40,7 @@ pub fn video_caps() -> gst::Caps {
 
 mod convert;
 mod editing;
+mod engine;
 mod fill;
 mod settings;
 mod timing;
@@ -54,6 +48,7 @@ mod worker;
 
 pub use convert::*;
 pub use editing::*;
+pub use engine::*;
 pub use fill::*;
 pub use settings::*;
 pub use timing::*;

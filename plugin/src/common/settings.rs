@@ -1,7 +1,5 @@
-//! Model properties: the settings every weft element shares, and the model they load.
-
-use std::sync::Arc;
-use std::time::Instant;
+//! Model properties: the settings every weft element shares, and the
+//! generation options they make.
 
 use gst::glib;
 use gst::prelude::*;
@@ -33,6 +31,10 @@ pub struct ModelSettings {
     pub text_encoder: String,
     /// `dev`, `distilled`, or empty: told from the checkpoint.
     pub ltx_preset: String,
+    /// Blur sigma of the conditioning frames (0: none).
+    pub condition_blur: f64,
+    /// libx264 CRF of the conditioning frames' round trip (0: none).
+    pub condition_crf: u32,
 }
 
 impl Default for ModelSettings {
@@ -48,6 +50,8 @@ impl Default for ModelSettings {
             gen_size: DEFAULT_GEN_SIZE,
             text_encoder: String::new(),
             ltx_preset: String::new(),
+            condition_blur: 0.0,
+            condition_crf: 0,
         }
     }
 }
@@ -59,7 +63,7 @@ impl ModelSettings {
     }
 
     /// The LTX-Video properties set away from their defaults, by name.
-    fn ltx_given(&self) -> Vec<&'static str> {
+    pub(crate) fn ltx_given(&self) -> Vec<&'static str> {
         let d = Self::default();
         [
             ("prompt", self.prompt != d.prompt),
@@ -68,6 +72,8 @@ impl ModelSettings {
             ("gen-size", self.gen_size != d.gen_size),
             ("text-encoder", self.text_encoder != d.text_encoder),
             ("ltx-preset", self.ltx_preset != d.ltx_preset),
+            ("condition-blur", self.condition_blur != d.condition_blur),
+            ("condition-crf", self.condition_crf != d.condition_crf),
         ]
         .into_iter()
         .filter(|p| p.1)
@@ -86,7 +92,14 @@ impl ModelSettings {
         };
         let base = preset.settings();
         let mut s = base.clone();
-        let apply: [(&str, Setter); 5] = [
+        let crf_range = 1..=weft::model::ltx::condition::MAX_CRF;
+        if crf_range.contains(&self.condition_crf) && conditioning_codec().is_none() {
+            return Err(format!(
+                "Bad condition-crf property: the libx264 round trip needs FFmpeg, and this gst-plugin-weft was \
+                 built without it (cargo feature ffmpeg); set condition-crf 0"
+            ));
+        }
+        let apply: [(&str, Setter); 7] = [
             ("prompt", &|s| s.prompt = self.prompt.clone()),
             ("negative-prompt", &|s| {
                 s.negative_prompt = Some(self.negative_prompt.clone()).filter(|n| !n.is_empty())
@@ -102,6 +115,11 @@ impl ModelSettings {
                     s.steps = self.steps as usize;
                     s.timesteps = None;
                 }
+            }),
+            ("condition-blur", &|s| s.condition_blur = self.condition_blur),
+            ("condition-crf", &|s| {
+                s.condition_crf = self.condition_crf;
+                s.condition_codec = conditioning_codec();
             }),
         ];
         let msg = |e: weft::WeftError| match e {
@@ -121,6 +139,18 @@ impl ModelSettings {
 
 /// Sets one property on the settings.
 type Setter<'a> = &'a dyn Fn(&mut LtxSettings);
+
+/// The codec of `condition-crf`: weft's libx264 round trip, in a plugin
+/// built with the `ffmpeg` feature.
+#[cfg(feature = "ffmpeg")]
+fn conditioning_codec() -> Option<weft::model::ltx::condition::Compressor> {
+    Some(weft::pipeline::condition::libx264())
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+fn conditioning_codec() -> Option<weft::model::ltx::condition::Compressor> {
+    None
+}
 
 pub fn model_properties() -> Vec<glib::ParamSpec> {
     vec![
@@ -203,6 +233,26 @@ pub fn model_properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_GEN_SIZE)
             .mutable_ready()
             .build(),
+        glib::ParamSpecDouble::builder("condition-blur")
+            .nick("Conditioning blur")
+            .blurb(
+                "LTX-Video only: sigma in (0, 10] of a 3x3 Gaussian blur of the frames that condition the \
+                 generation, at the generation size, as LTX-Video's official inference does (1.0); the \
+                 frames passed through stay as they are; 0: none",
+            )
+            .default_value(0.0)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("condition-crf")
+            .nick("Conditioning CRF")
+            .blurb(
+                "LTX-Video only: libx264 constant rate factor (1..=51) of a round trip of the conditioning \
+                 frames (after condition-blur), as LTX-Video's official inference does (29); needs a plugin \
+                 built with the ffmpeg feature; 0: none",
+            )
+            .default_value(0)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecString::builder("text-encoder")
             .nick("Text encoder")
             .blurb(
@@ -236,6 +286,8 @@ pub fn set_model_property(s: &mut ModelSettings, name: &str, value: &glib::Value
         "gen-size" => s.gen_size = value.get().expect("type checked"),
         "text-encoder" => s.text_encoder = string(value),
         "ltx-preset" => s.ltx_preset = string(value),
+        "condition-blur" => s.condition_blur = value.get().expect("type checked"),
+        "condition-crf" => s.condition_crf = value.get().expect("type checked"),
         _ => return false,
     }
     true
@@ -253,6 +305,8 @@ pub fn model_property(s: &ModelSettings, name: &str) -> Option<glib::Value> {
         "gen-size" => s.gen_size.to_value(),
         "text-encoder" => s.text_encoder.to_value(),
         "ltx-preset" => s.ltx_preset.to_value(),
+        "condition-blur" => s.condition_blur.to_value(),
+        "condition-crf" => s.condition_crf.to_value(),
         _ => return None,
     })
 }
@@ -294,197 +348,6 @@ pub fn duration_to_value(duration: Option<gst::ClockTime>) -> glib::Value {
     duration.map_or(u64::MAX, |d| d.nseconds()).to_value()
 }
 
-/// The model of an element: checked when the element starts (device, model
-/// directory or LTX-Video checkpoint, or the embedded model), its weights
-/// loaded on first use, on the src task, so a stream that never needs a frame
-/// generated never pays for it.
-pub struct LazyModel {
-    path: String,
-    /// LTX-Video: the text encoder folder (`None`: the snapshot's own).
-    ltx: Option<Option<std::path::PathBuf>>,
-    device: candle_core::Device,
-    model: std::sync::OnceLock<Result<Arc<weft::Model>, String>>,
-}
-
-impl LazyModel {
-    /// The model, loading it on the first call.
-    pub fn get(&self, element: &gst::Element) -> Result<Arc<weft::Model>, String> {
-        self.model
-            .get_or_init(|| {
-                let t0 = Instant::now();
-                let m = match &self.ltx {
-                    Some(te) => weft::Model::load_ltx(&self.path, te.as_deref(), candle_core::DType::F32, &self.device)
-                        .map_err(|e| format!("could not load the LTX-Video model from model-path {}: {e}", self.path))?,
-                    None => weft::Model::load_on(&self.path, &self.device)
-                        .map_err(|e| format!("could not load the weft model from model-path {}: {e}", self.path))?,
-                };
-                gst::info!(
-                    CAT,
-                    obj = element,
-                    "loaded model {} ({}) in {:.3} s",
-                    self.path,
-                    m.describe(),
-                    t0.elapsed().as_secs_f64()
-                );
-                Ok(Arc::new(m))
-            })
-            .clone()
-    }
-}
-
-/// An element's model and the settings it was made for.
-pub struct Engine {
-    pub key: ModelKey,
-    pub model: Arc<LazyModel>,
-}
-
-/// Checks the model settings when an element starts (READY to PAUSED), reusing
-/// `cached` when they did not change. On failure posts an ERROR message naming
-/// the problem: an unknown device, no embedded model, a model-path that is not
-/// a model directory or LTX-Video checkpoint, an LTX-Video property with
-/// another model or out of its range, a missing text encoder.
-pub fn load_engine(
-    element: &gst::Element,
-    s: &ModelSettings,
-    cached: Option<&Engine>,
-) -> Result<Engine, gst::StateChangeError> {
-    let ltx = s.is_ltx();
-    if !ltx && let Some(name) = s.ltx_given().first() {
-        let which = if s.model_path.is_empty() {
-            "the embedded interpolator".to_string()
-        } else {
-            format!("the weft model at {}", s.model_path)
-        };
-        let cannot = match *name {
-            "prompt" | "negative-prompt" => "cannot follow a prompt",
-            "guidance" => "has no prompt to guide by",
-            "gen-size" => "works at the stream's own size",
-            "ltx-preset" => "has no sampling recipe",
-            _ => "has no use for a text encoder",
-        };
-        gst::element_error!(
-            element,
-            gst::LibraryError::Settings,
-            ("The {} property needs a generative model (LTX-Video); {} {}", name, which, cannot),
-            ["set model-path to an LTX-Video snapshot or checkpoint, or leave {} unset", name]
-        );
-        return Err(gst::StateChangeError);
-    }
-    if ltx && let Err(e) = s.ltx_settings() {
-        gst::element_error!(element, gst::LibraryError::Settings, ("{}", e));
-        return Err(gst::StateChangeError);
-    }
-    let key = (s.model_path.clone(), s.device.clone(), s.text_encoder.clone());
-    if let Some(e) = cached.filter(|e| e.key == key) {
-        return Ok(Engine { key, model: e.model.clone() });
-    }
-    // Elements of the process with the same model settings share one model
-    // (held while any of them holds it). The lock is kept while a new one is
-    // checked, so elements starting together still load it once.
-    let mut shared = SHARED_MODELS.lock().unwrap_or_else(|e| e.into_inner());
-    shared.retain(|_, m| m.strong_count() > 0);
-    if let Some(model) = shared.get(&key).and_then(std::sync::Weak::upgrade) {
-        gst::debug!(CAT, obj = element, "sharing the model of another element ({})", s.model_path);
-        return Ok(Engine { key, model });
-    }
-    let engine = new_engine(element, s, key)?;
-    shared.insert(engine.key.clone(), Arc::downgrade(&engine.model));
-    Ok(engine)
-}
-
-type ModelKey = (String, String, String);
-
-/// The models elements hold, by (model path, device, text encoder).
-static SHARED_MODELS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<ModelKey, std::sync::Weak<LazyModel>>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// How many distinct models the elements of this process hold now (several
-/// elements with the same model settings share one).
-pub fn models_in_use() -> usize {
-    SHARED_MODELS.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|m| m.strong_count() > 0).count()
-}
-
-/// A new engine for `s` (see [`load_engine`]).
-fn new_engine(element: &gst::Element, s: &ModelSettings, key: ModelKey) -> Result<Engine, gst::StateChangeError> {
-    let ltx = s.is_ltx();
-    let device = match weft::model::parse_device(&s.device) {
-        Ok(d) => d,
-        Err(e) => {
-            gst::element_error!(element, gst::LibraryError::Settings, ("Bad device property: {}", e));
-            return Err(gst::StateChangeError);
-        }
-    };
-    let text_encoder = (!s.text_encoder.is_empty()).then(|| std::path::PathBuf::from(&s.text_encoder));
-    let mut lazy = LazyModel {
-        path: s.model_path.clone(),
-        ltx: None,
-        device: device.clone(),
-        model: std::sync::OnceLock::new(),
-    };
-    if s.model_path.is_empty() {
-        let embedded = weft::Model::embedded()
-            .and_then(|m| if device.same_device(m.device()) { Ok(m) } else { m.to_device(&device) });
-        match embedded {
-            Ok(m) => {
-                let _ = lazy.model.set(Ok(Arc::new(m)));
-            }
-            Err(e) => {
-                gst::element_error!(
-                    element,
-                    gst::ResourceError::NotFound,
-                    ("Could not load the weft model: model-path is empty and {}", e),
-                    ["set model-path to a model directory (config.json + model.safetensors)"]
-                );
-                return Err(gst::StateChangeError);
-            }
-        }
-    } else if ltx {
-        // Configs and headers only (fast on any size): the weights load on first use.
-        let path = std::path::Path::new(&s.model_path);
-        let problem = match &text_encoder {
-            Some(te) if !te.is_dir() => Some(format!("text-encoder {}: no such directory", te.display())),
-            _ => match weft::model::ltx::load::inspect(path, text_encoder.as_deref()) {
-                Err(e) => Some(e.to_string()),
-                Ok(i) => match i.text {
-                    weft::model::ltx::load::TextStatus::Missing(why) => Some(format!(
-                        "no T5 text encoder, which LTX-Video needs even with an empty prompt: {}",
-                        why.replace("--text-encoder DIR", "the text-encoder property")
-                    )),
-                    _ => None,
-                },
-            },
-        };
-        if let Some(problem) = problem {
-            gst::element_error!(
-                element,
-                gst::ResourceError::NotFound,
-                ("Could not load the LTX-Video model from model-path {}: {}", s.model_path, problem)
-            );
-            return Err(gst::StateChangeError);
-        }
-        lazy.ltx = Some(text_encoder);
-    } else {
-        let dir = std::path::Path::new(&s.model_path);
-        let problem = if !dir.is_dir() {
-            Some("no such directory".to_string())
-        } else {
-            ["config.json", "model.safetensors"]
-                .iter()
-                .find(|f| !dir.join(f).is_file())
-                .map(|f| format!("{f} is missing (a weft model directory holds config.json and model.safetensors)"))
-        };
-        if let Some(problem) = problem {
-            gst::element_error!(
-                element,
-                gst::ResourceError::NotFound,
-                ("Could not load the weft model from model-path {}: {}", s.model_path, problem)
-            );
-            return Err(gst::StateChangeError);
-        }
-    }
-    Ok(Engine { key, model: Arc::new(lazy) })
-}
-
 /// The generation options of the settings (checked by [`load_engine`] when
 /// the element started; a value changed while playing and out of range
 /// falls back to the defaults).
@@ -495,7 +358,6 @@ pub fn generate_options(s: &ModelSettings) -> weft::GenerateOptions {
         seed: s.seed,
         device: None,
         window: None,
-        context: CONTEXT,
         ltx: if s.is_ltx() { s.ltx_settings().unwrap_or_default() } else { Default::default() },
         // Window and denoising-step progress in the debug log.
         observer: s.is_ltx().then(|| {

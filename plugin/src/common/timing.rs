@@ -32,10 +32,11 @@ pub fn frame_count(duration: Option<gst::ClockTime>, frames: u32, dur: gst::Cloc
     }
 }
 
-/// Latency a fill adds by waiting for its context: all but one of
-/// [`CONTEXT`] frames of `dur` (nothing when the frame duration is unknown).
-pub fn context_latency(dur: Option<gst::ClockTime>) -> gst::ClockTime {
-    dur.unwrap_or(gst::ClockTime::ZERO) * (CONTEXT as u64 - 1)
+/// Latency a fill adds by waiting for `frames` frames of `dur` of context
+/// after it: all but the first, which arrives when it is due anyway (nothing
+/// when the frame duration is unknown).
+pub fn context_latency(dur: Option<gst::ClockTime>, frames: usize) -> gst::ClockTime {
+    dur.unwrap_or(gst::ClockTime::ZERO) * (frames.saturating_sub(1) as u64)
 }
 
 /// Number of whole frames of `dur` in `span`, rounded to nearest.

@@ -137,8 +137,8 @@ impl WeftElementImpl for WeftExtend {
                         let n = settings.count(dur);
                         if n > 0 {
                             st.shift = dur * n;
-                            fill =
-                                self.job(&settings, &info, Vec::new(), common::EXTEND_CONTEXT, pts, dur, n, "extend-backward");
+                            let want = self.core.context().extend;
+                            fill = self.job(&settings, &info, Vec::new(), want, pts, dur, n, "extend-backward");
                         }
                     }
                 }
@@ -158,7 +158,7 @@ impl WeftElementImpl for WeftExtend {
             if let (Some(pts), Some(dur)) = (buffer.pts(), st.dur) {
                 st.next_pts = Some(st.next_pts.map_or(pts + dur, |n| n.max(pts + dur)));
                 st.history.push_back(buffer.clone());
-                while st.history.len() > common::EXTEND_CONTEXT {
+                while st.history.len() > self.core.context().extend {
                     st.history.pop_front();
                 }
             }
@@ -289,11 +289,12 @@ impl WeftElementImpl for WeftExtend {
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(_) = query.view_mut() {
-            // Backward: the first originals wait for the frames put before them.
+            // Backward: the first originals wait for the frames put before
+            // them, which wait for the model's context for an extension.
             let added = if self.settings().backward() {
                 let st = self.lock_state();
-                common::stream_frame_duration(st.info.as_ref(), st.dur).unwrap_or(gst::ClockTime::ZERO)
-                    * (common::EXTEND_CONTEXT as u64 - 1)
+                let dur = common::stream_frame_duration(st.info.as_ref(), st.dur);
+                common::context_latency(dur, self.core.context().extend)
             } else {
                 gst::ClockTime::ZERO
             };

@@ -52,7 +52,7 @@ impl WeftInfill {
             info: info.clone(),
             before: history.iter().cloned().collect(),
             after: Vec::new(),
-            want_after: if at_end { 0 } else { common::CONTEXT },
+            want_after: if at_end { 0 } else { self.core.context().after },
             start,
             dur,
             n: n as usize,
@@ -118,7 +118,7 @@ impl WeftInfill {
                     st.next_pts = Some(st.next_pts.map_or(pts + dur, |n| n.max(pts + dur)));
                     st.dur = Some(dur);
                     st.history.push_back(buffer.clone());
-                    while st.history.len() > common::CONTEXT {
+                    while st.history.len() > self.core.context().before {
                         st.history.pop_front();
                     }
                 }

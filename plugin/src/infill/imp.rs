@@ -240,16 +240,19 @@ impl WeftElementImpl for WeftInfill {
             return true;
         }
         if let gst::QueryViewMut::Latency(_) = query.view_mut() {
-            // A fill waits for one more frame after the hole before it runs;
-            // a conversion run for the original after it and one more, up to
-            // two input frames after the first slot it makes.
+            // A fill waits for the model's context after the hole (all but
+            // the first frame after it: one more for weft's models and
+            // LTX-Video's defaults) before it runs; a conversion run for the
+            // original after it and the rest of that context, up to that many
+            // input frames after the first slot it makes.
+            let after = self.core.context().after;
             let added = {
                 let st = self.lock_state();
                 let dur = common::stream_frame_duration(st.info.as_ref(), st.dur);
                 if st.retime.is_some() {
-                    dur.unwrap_or(gst::ClockTime::ZERO) * common::CONTEXT as u64
+                    dur.unwrap_or(gst::ClockTime::ZERO) * after.max(1) as u64
                 } else {
-                    common::context_latency(dur)
+                    common::context_latency(dur, after)
                 }
             };
             // With a live upstream, also the worst generation time of one fill.

@@ -10,7 +10,9 @@
 //! originals are generated at their own times from the real frames around
 //! them (a hole is only a longer stretch; a scene cut holds the earlier
 //! frame), originals between slots only condition them. Each stretch waits
-//! for the original after it and one more (context), as a gap fill does. At
+//! for the originals after it that the model conditions on (the original
+//! after it and one more for weft's models and LTX-Video's defaults:
+//! `Core::context`), as a gap fill does. At
 //! the end the slots up to the last original's end hold it.
 
 use std::collections::VecDeque;
@@ -206,8 +208,9 @@ impl WeftInfill {
         let Some(info) = st.info.clone() else { return };
         let Some(rt) = st.retime.as_mut() else { return };
         let Some((pos, buffer)) = rt.pending.pop_front() else { return };
+        let context = self.core.context();
         let after: Vec<(i64, gst::Buffer)> = std::iter::once((pos, buffer.clone()))
-            .chain(rt.pending.iter().take(common::CONTEXT - 1).cloned())
+            .chain(rt.pending.iter().take(context.after.saturating_sub(1)).cloned())
             .collect();
         let tick = pos * rt.in_step;
         let slots = rt.slots_before(tick);
@@ -247,7 +250,7 @@ impl WeftInfill {
             gst::trace!(CAT, imp = self, "original at {} is between slots: context only", buffer.pts().display());
         }
         rt.history.push_back((pos, buffer));
-        while rt.history.len() > common::CONTEXT {
+        while rt.history.len() > context.before {
             rt.history.pop_front();
         }
     }
@@ -348,7 +351,9 @@ impl WeftInfill {
                 }
             }
             rt.pending.push_back((pos, buffer));
-            while st.retime.as_ref().is_some_and(|rt| rt.pending.len() >= common::CONTEXT) {
+            // Each original waits for the model's context after it.
+            let after = self.core.context().after.max(1);
+            while st.retime.as_ref().is_some_and(|rt| rt.pending.len() >= after) {
                 self.retime_resolve(&mut st, &settings, &mut items, &mut reports);
             }
         }

@@ -19,10 +19,13 @@
 //!   frames' is applied to the generated frames, so colour and exposure stay
 //!   on the real context from window to window (bounded, and off with
 //!   `match_colour = false`).
+//! * **Conditioning frames** may be blurred and sent through a codec first,
+//!   as the official inference does ([`super::condition`]; off by default).
 
 use candle_core::{DType, Device, Tensor};
 
-use super::load::LtxVideo;
+use super::condition::FramePrep;
+use super::load::{LtxInspection, LtxVideo};
 use super::pipeline::{Condition, ConditionOptions, LtxPipeline, Noise, PromptBatch, VideoOptions};
 use crate::error::{Result, WeftError};
 use crate::frame::Frame;
@@ -62,6 +65,16 @@ pub struct LtxSettings {
     pub after: usize,
     /// Frames per second of the clip (the model's rotary time coordinates).
     pub frame_rate: f64,
+    /// Sigma of the 3x3 Gaussian blur of the conditioning frames at the
+    /// generation size, as the official inference does (1.0); 0: none.
+    /// See [`super::condition`].
+    pub condition_blur: f64,
+    /// Constant rate factor of the round trip of the conditioning frames
+    /// through [`Self::condition_codec`] (the official inference: libx264 at
+    /// 29); 0: none.
+    pub condition_crf: u32,
+    /// The codec of that round trip (`weft::pipeline::condition::libx264`).
+    pub condition_codec: Option<super::condition::Compressor>,
 }
 
 impl Default for LtxSettings {
@@ -83,6 +96,9 @@ impl Default for LtxSettings {
             context: 17,
             after: 2,
             frame_rate: 25.0,
+            condition_blur: 0.0,
+            condition_crf: 0,
+            condition_codec: None,
         }
     }
 }
@@ -170,6 +186,7 @@ impl LtxSettings {
         if !(0.0..=1.0).contains(&self.image_cond_noise_scale) {
             return bad(format!("image_cond_noise_scale must be in [0, 1], got {}", self.image_cond_noise_scale));
         }
+        super::condition::FramePrep::of(self)?;
         Ok(())
     }
 
@@ -232,9 +249,23 @@ pub fn spatial_multiple(ltx: &LtxVideo) -> usize {
     ltx.vae.config.spatial_compression() * ltx.transformer.config().patch_size
 }
 
-/// Frames per latent frame.
+/// Frames per latent frame ([`temporal_multiple_of`]).
 pub fn temporal_multiple(ltx: &LtxVideo) -> usize {
-    ltx.vae.config.temporal_compression() * ltx.transformer.config().patch_size_t
+    temporal_multiple_of(&ltx.vae.config, ltx.transformer.config())
+}
+
+/// Frames per latent frame: the VAE's temporal compression times the
+/// transformer's temporal patch. Windows are `k * this + 1` frames long.
+pub fn temporal_multiple_of(vae: &super::vae::Config, transformer: &super::transformer::Config) -> usize {
+    vae.temporal_compression() * transformer.patch_size_t
+}
+
+impl LtxInspection {
+    /// Frames per latent frame ([`temporal_multiple_of`]), known from the
+    /// configs before any weight is read.
+    pub fn temporal_multiple(&self) -> usize {
+        temporal_multiple_of(&self.vae_config, &self.transformer_config)
+    }
 }
 
 /// The smallest `k * t + 1 >= n`.
@@ -251,14 +282,17 @@ pub struct Window<'a> {
     pub seed: u64,
 }
 
-/// `[3, H, W]` in [-1, 1] at the generation size, edges repeated into the padding.
-fn to_model(f: &Frame, g: &Geometry, dev: &Device) -> Result<Tensor> {
+/// `[3, H, W]` in [-1, 1] at the generation size, prepared by `prep` (a
+/// conditioning frame's blur and codec round trip), edges repeated into the
+/// padding.
+fn to_model(f: &Frame, g: &Geometry, prep: &FramePrep<'_>, dev: &Device) -> Result<Tensor> {
     let t = Tensor::from_vec(f.data().to_vec(), (f.height(), f.width(), 3), &Device::Cpu)?
         .permute((2, 0, 1))?
         .to_dtype(DType::F32)?
         .affine(1.0 / 127.5, -1.0)?
         .unsqueeze(0)?;
     let t = resize(&t, g.scaled_height, g.scaled_width)?;
+    let t = prep.apply(&t)?;
     let t = pad_edges(&t, g.gen_height, g.gen_width)?;
     Ok(t.squeeze(0)?.to_device(dev)?)
 }
@@ -340,17 +374,20 @@ pub fn generate_window(
     let tc = temporal_multiple(ltx);
     let num_frames = frames_for(w.frames, tc);
 
-    // The conditions: a leading run of known frames in place, the rest images.
+    // The conditions: a leading run of known frames in place, the rest
+    // images; prepared as the settings say (the frames themselves untouched).
+    let prep = FramePrep::of(s)?;
     let lead = w.known.iter().enumerate().take_while(|(k, (i, _))| *k == *i).count();
     let lead = if lead == 0 { 0 } else { (lead - 1) / tc * tc + 1 };
     let mut conditions = Vec::new();
     if lead > 0 {
-        let frames: Vec<Tensor> = w.known[..lead].iter().map(|(_, f)| to_model(f, &g, &dev)).collect::<Result<_>>()?;
+        let frames: Vec<Tensor> =
+            w.known[..lead].iter().map(|(_, f)| to_model(f, &g, &prep, &dev)).collect::<Result<_>>()?;
         let video = Tensor::stack(&frames, 1)?; // [3, F, H, W]
         conditions.push(Condition::new(video, 0, 1.0));
     }
     for (i, f) in &w.known[lead..] {
-        conditions.push(Condition::new(to_model(f, &g, &dev)?.unsqueeze(1)?, *i, 1.0));
+        conditions.push(Condition::new(to_model(f, &g, &prep, &dev)?.unsqueeze(1)?, *i, 1.0));
     }
     let opts = VideoOptions {
         height: g.gen_height,

@@ -5,6 +5,7 @@
 //! `FlowMatchEulerDiscreteScheduler`); parameter names mirror diffusers'
 //! so that checkpoints load without a renaming table.
 
+pub mod condition;
 pub mod generate;
 pub mod kernels;
 pub mod pipeline;
