@@ -137,23 +137,28 @@ pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Splits `total` shards over inputs of `slots` frames each: at least one
-/// each, the rest in proportion to length (largest remainders first).
+/// each, otherwise in proportion to length (largest remainders).
 fn share(total: usize, slots: &[i64]) -> Vec<usize> {
     let n = slots.len();
     let total = total.max(n);
     let sum: i64 = slots.iter().map(|s| (*s).max(1)).sum();
-    let extra = (total - n) as f64;
-    let exact: Vec<f64> = slots.iter().map(|s| extra * (*s).max(1) as f64 / sum as f64).collect();
-    let mut counts: Vec<usize> = exact.iter().map(|e| 1 + e.floor() as usize).collect();
+    // Largest remainder over the whole total, at least one shard per input.
+    let exact: Vec<f64> = slots.iter().map(|s| total as f64 * (*s).max(1) as f64 / sum as f64).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| (e.floor() as usize).max(1)).collect();
+    let mut used: usize = counts.iter().sum();
+    while used > total {
+        // Raised to one elsewhere: take back from the most over-served input.
+        let i = (0..n)
+            .filter(|&i| counts[i] > 1)
+            .max_by(|&a, &b| (counts[a] as f64 - exact[a]).total_cmp(&(counts[b] as f64 - exact[b])).then(b.cmp(&a)))
+            .expect("total >= inputs, so some input has more than one");
+        counts[i] -= 1;
+        used -= 1;
+    }
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
-    let mut left = total - counts.iter().sum::<usize>();
-    for i in order.into_iter().cycle() {
-        if left == 0 {
-            break;
-        }
+    order.sort_by(|&a, &b| (exact[b] - counts[b] as f64).total_cmp(&(exact[a] - counts[a] as f64)).then(a.cmp(&b)));
+    for i in order.into_iter().cycle().take(total - used) {
         counts[i] += 1;
-        left -= 1;
     }
     counts
 }
@@ -400,6 +405,8 @@ mod tests {
         assert_eq!(share(1, &[100, 100, 100]), vec![1, 1, 1]);
         assert_eq!(share(6, &[100, 100, 400]), vec![1, 1, 4]);
         assert_eq!(share(7, &[10, 10, 10]).iter().sum::<usize>(), 7);
+        assert_eq!(share(3, &[1, 1, 1000]), vec![1, 1, 1]);
+        assert_eq!(share(5, &[1, 1000]), vec![1, 4]);
     }
 
     #[test]
