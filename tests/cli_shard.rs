@@ -231,7 +231,7 @@ fn ray_runs_the_shards_and_a_killed_worker_is_retried_to_the_same_output() {
     let out = d.path().join("ray.mkv");
     let err = ray_run(&py, &p, &out, &["--kill-mid-write", "1", "--retries", "2"], Duration::from_secs(600));
     let marker = std::fs::read_to_string(d.path().join("plan.json.killed-1")).expect("the kill hook ran");
-    assert!(marker.starts_with("killed shard 1 mid-write"), "{marker}");
+    assert!(marker.starts_with("killed shard 1 mid-"), "{marker}");
     assert!(err.contains("4/4"), "{err}");
     assert_same(&single, &out, true);
     no_part_files(d.path());

@@ -64,18 +64,22 @@ def run_one(weft, plan, k, segment, weft_args, kill_marker):
     cmd = [weft, "infill", "--plan", plan, "--shard", str(k), "--quiet", *weft_args]
     t = time.monotonic()
     if kill_marker is not None and not os.path.exists(kill_marker):
-        # Testing hook: once, wait for the segment's temporary file to grow,
-        # then kill weft and this worker as a lost machine would be.
+        # Testing hook: once, kill weft and this worker as a lost machine
+        # would be: when the segment's temporary file has grown, or after
+        # 0.2 s of work if it has not appeared by then (a loaded machine can
+        # starve this poller past a short write).
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         folder, name = os.path.split(segment)
         prefix = f".{name}.weft-"
         while proc.poll() is None:
             parts = [f for f in os.listdir(folder) if f.startswith(prefix) and f.endswith(".part")] if os.path.isdir(folder) else []
-            if parts and os.path.getsize(os.path.join(folder, parts[0])) > 0:
+            writing = parts and os.path.getsize(os.path.join(folder, parts[0])) > 0
+            if writing or time.monotonic() - t > 0.2:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+                when = f"mid-write ({parts[0]})" if writing else "mid-shard (before its segment was written)"
                 with open(kill_marker, "w") as f:
-                    f.write(f"killed shard {k} mid-write ({parts[0]})\n")
+                    f.write(f"killed shard {k} {when}\n")
                 os._exit(1)
             time.sleep(0.005)
         with open(kill_marker, "w") as f:
