@@ -83,12 +83,15 @@ fn main() -> anyhow::Result<()> {
     if model == "attention" {
         return attention_bench(match dtype.as_str() { "bf16" => DType::BF16, _ => DType::F32 }, repeat.max(2), &dev);
     }
-    let dir = dir.context("usage: ltx_bench DIR --model transformer|vae [--dtype f32|bf16] [--cases small,large] [--out FILE]")?;
+    let dir = dir.context("usage: ltx_bench DIR --model transformer|vae|snapshot [--dtype f32|bf16] [--cases small,large] [--out FILE]")?;
     let dt = match dtype.as_str() {
         "f32" => DType::F32,
         "bf16" => DType::BF16,
         d => bail!("unknown dtype {d}"),
     };
+    if model == "snapshot" {
+        return snapshot_load(&dir.join("snapshot"), dt, &dev);
+    }
     let io = candle_core::safetensors::load(dir.join("inputs.safetensors"), &dev)?;
     let start = Instant::now();
     let runner: Box<dyn Fn(&str) -> anyhow::Result<Tensor>> = match model.as_str() {
@@ -219,6 +222,29 @@ fn matmul_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
             "event": "matmul", "shape": [m, k, n], "dtype": format!("{dt:?}"), "weight_copies": copies,
             "candle_gflops": candle.round(), "weft_gflops": weft.round(),
             "weft_path": if dt == DType::BF16 { format!("{:?}", kernels::bf16_matmul()) } else { "avx512 f32 panels".into() },
+        })
+    );
+    Ok(())
+}
+
+/// `--model snapshot`: loads DIR/snapshot as `weft` does (`Model::load_ltx`:
+/// transformer in the dtype, VAE in f32) and prints the load time, its peak
+/// and (with WEFT_LTX_PROFILE=1) where it went.
+fn snapshot_load(snapshot: &Path, dt: DType, dev: &Device) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let c = cpu_seconds();
+    let model = weft::model::Model::load_ltx(snapshot, None, dt, dev)?;
+    let parts: serde_json::Map<String, serde_json::Value> = weft::model::ltx::profile::report()
+        .iter()
+        .map(|(l, s, n)| (l.to_string(), serde_json::json!({"seconds": (s * 1000.0).round() / 1000.0, "calls": n})))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "loaded", "what": "snapshot", "seconds": (start.elapsed().as_secs_f64() * 100.0).round() / 100.0,
+            "cpu_seconds": ((cpu_seconds() - c) * 100.0).round() / 100.0,
+            "load_peak_mib": status_mib("VmHWM").round(), "rss_mib": status_mib("VmRSS").round(),
+            "parameters": model.ltx().map(|m| m.num_parameters()), "profile": parts,
         })
     );
     Ok(())

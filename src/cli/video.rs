@@ -467,6 +467,12 @@ pub(super) fn say_done(quiet: bool, out: &std::path::Path, s: &Summary) {
         line += &format!("; made by {}", s.methods.describe());
     }
     eprintln!("{line}");
+    // WEFT_LTX_PROFILE=1: where an LTX-Video job's time went.
+    let prof = weft::model::ltx::profile::report();
+    if !prof.is_empty() {
+        let parts: Vec<String> = prof.iter().map(|(l, s, n)| format!("{l} {s:.1} s ({n}x)")).collect();
+        eprintln!("weft: profile: {}", parts.join(", "));
+    }
 }
 
 pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {

@@ -186,20 +186,7 @@ enum OutVec {
 /// as many 4 KiB ones (page faults cost ~10% of a step otherwise).
 pub(crate) fn zeroed<T: Copy + Default>(n: usize) -> Vec<T> {
     let v = vec![T::default(); n];
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let bytes = n * std::mem::size_of::<T>();
-        if bytes >= 2 * HUGE {
-            let start = v.as_ptr() as usize;
-            let a = start.div_ceil(HUGE) * HUGE;
-            let e = (start + bytes) / HUGE * HUGE;
-            if e > a {
-                // SAFETY: advice only, on whole pages inside this allocation.
-                unsafe { libc::madvise(a as *mut libc::c_void, e - a, libc::MADV_HUGEPAGE) };
-            }
-        }
-    }
+    crate::runtime::advise_huge(v.as_ptr() as *mut u8, n * std::mem::size_of::<T>());
     v
 }
 
@@ -1026,6 +1013,7 @@ impl Linear {
     /// (and the original dropped) when [`bf16_matmul`] is AMX / AVX-512 BF16.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;
+        let _pack = super::profile::scope("load.pack");
         let cpu = weight.device().is_cpu();
         let bias_f32 = match &bias {
             Some(b) if cpu => Some(std::sync::Arc::new(b.to_dtype(DType::F32)?.to_vec1::<f32>()?)),
@@ -1545,14 +1533,19 @@ impl PackedF32 {
     fn from_fn(n: usize, k: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
         let np = n.div_ceil(32);
         let mut data = LineAligned::<f32>::zeroed(np * k * 32);
+        // In k blocks of 64: the block's 8 KiB of the panel stays in L1 while
+        // its 32 rows are read in 256-byte runs (one pass of 32 rows over a
+        // whole panel at stride 128 bytes took 3x as long).
+        const KB: usize = 64;
         data.par_chunks_mut(k * 32).enumerate().for_each(|(p, panel)| {
-            for j in 0..32 {
-                let nn = p * 32 + j;
-                if nn >= n {
-                    continue;
-                }
-                for kk in 0..k {
-                    panel[kk * 32 + j] = at(nn, kk);
+            let rows = 32.min(n - p * 32);
+            for k0 in (0..k).step_by(KB) {
+                let k1 = (k0 + KB).min(k);
+                for j in 0..rows {
+                    let nn = p * 32 + j;
+                    for kk in k0..k1 {
+                        panel[kk * 32 + j] = at(nn, kk);
+                    }
                 }
             }
         });
@@ -2002,11 +1995,22 @@ impl Conv3d {
         {
             return Ok(None);
         }
+        let _pack = super::profile::scope("load.pack_conv");
         let k = kt;
-        let src = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let w32 = weight.to_dtype(DType::F32)?.contiguous()?;
+        with_buf(&w32, |b| {
+            let Buf::F32(src) = b else { bail!("conv3d: f32 weight expected") };
+            Self::from_weights(src, bias, weight.dtype(), (cout, cin, k))
+        })
+        .map(Some)
+    }
+
+    /// [`Self::new`] from the f32 weights `src` `[O, I, k, k, k]` (row-major)
+    /// of a `dtype` weight.
+    fn from_weights(src: &[f32], bias: &Tensor, dtype: DType, (cout, cin, k): (usize, usize, usize)) -> Result<Self> {
         let bias = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let kk = k * cin;
-        let pack = weight.dtype() == DType::BF16
+        let pack = dtype == DType::BF16
             && kk % 32 == 0
             && matches!(bf16_matmul(), Bf16Matmul::Amx | Bf16Matmul::Avx512Bf16);
         let at = |o: usize, c: usize, t: usize, y: usize, x: usize| src[(((o * cin + c) * k + t) * k + y) * k + x];
@@ -2025,7 +2029,7 @@ impl Conv3d {
                     Packed::new(&m, cout, kk)
                 })
                 .collect();
-            return Ok(Some(Self { cin, cout, k, w: None, packed: Some(packed), direct: None, bias }));
+            return Ok(Self { cin, cout, k, w: None, packed: Some(packed), direct: None, bias });
         }
         if has_avx512() {
             let kw = k * k * k;
@@ -2044,7 +2048,7 @@ impl Conv3d {
                     }
                 }
             });
-            return Ok(Some(Self { cin, cout, k, w: None, packed: None, direct: Some(wd), bias }));
+            return Ok(Self { cin, cout, k, w: None, packed: None, direct: Some(wd), bias });
         }
         let mut w = vec![0f32; k * k * kk * cout];
         for tap in 0..k * k {
@@ -2058,7 +2062,7 @@ impl Conv3d {
                 }
             }
         }
-        Ok(Some(Self { cin, cout, k, w: Some(w), packed: None, direct: None, bias }))
+        Ok(Self { cin, cout, k, w: Some(w), packed: None, direct: None, bias })
     }
 
     /// `x` `[B, C, T, H, W]` (f32 or bf16) -> `[B, O, T, H, W]` in `x`'s dtype:

@@ -580,6 +580,7 @@ impl<'a> LtxPipeline<'a> {
         };
         let input = twice(latents)?;
         let ts = twice(timestep)?;
+        let _scope = super::profile::scope("pipe.transformer");
         let pred = match rope {
             Rope::Grid {
                 frames,
@@ -629,6 +630,7 @@ impl<'a> LtxPipeline<'a> {
     /// `retrieve_latents(vae.encode(x), generator)`: a posterior sample
     /// `mean + exp(logvar / 2) * noise` of pixels `[B, C, F, H, W]` in [-1, 1].
     pub fn encode_sample(&self, pixels: &Tensor, noise: &mut Noise) -> Result<Tensor> {
+        let _scope = super::profile::scope("pipe.vae_encode");
         let (mean, logvar) = self.vae.encode_dist(&pixels.to_dtype(DType::F32)?)?;
         let std = (logvar * 0.5)?.exp()?;
         let n = noise.randn(mean.dims(), mean.device())?;
@@ -643,6 +645,7 @@ impl<'a> LtxPipeline<'a> {
         opts: &VideoOptions,
         noise: &mut Noise,
     ) -> Result<Tensor> {
+        let _scope = super::profile::scope("pipe.vae_decode");
         let dtype = self.vae.latents_mean.dtype();
         let mut z = self
             .vae
