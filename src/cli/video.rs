@@ -462,12 +462,18 @@ pub(super) fn say_done(quiet: bool, out: &std::path::Path, s: &Summary) {
     if !s.left.is_empty() {
         line += &format!(", {} gap(s) left", s.left.len());
     }
-    line += &format!(", {})", s.codec);
-    if !s.methods.methods.is_empty() {
-        line += &format!("; made by {}", s.methods.describe());
+    finish_wrote_line(line, &s.codec, &s.methods);
+}
+
+/// Ends a "weft: wrote ..." line with the codec and the methods that made
+/// the frames, prints it and, with WEFT_LTX_PROFILE=1, where an LTX-Video
+/// job's time went.
+fn finish_wrote_line(mut line: String, codec: &str, methods: &weft::tasks::RunReport) {
+    line += &format!(", {codec})");
+    if !methods.methods.is_empty() {
+        line += &format!("; made by {}", methods.describe());
     }
     eprintln!("{line}");
-    // WEFT_LTX_PROFILE=1: where an LTX-Video job's time went.
     let prof = weft::model::ltx::profile::report();
     if !prof.is_empty() {
         let parts: Vec<String> = prof.iter().map(|(l, s, n)| format!("{l} {s:.1} s ({n}x)")).collect();
@@ -541,11 +547,7 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
                 if !s.filled.is_empty() {
                     line += &format!(", {} hole(s) filled", s.filled.len());
                 }
-                line += &format!(", {})", s.codec);
-                if !s.methods.methods.is_empty() {
-                    line += &format!("; made by {}", s.methods.describe());
-                }
-                eprintln!("{line}");
+                finish_wrote_line(line, &s.codec, &s.methods);
             }
         }
         VideoCmd::Infill { input: Some(input), out, range, dups, dup_tolerance, max_gap, scene_threshold, common, fps: None, .. } => {

@@ -1432,27 +1432,35 @@ fn read_typed<T: candle_core::WithDType>(f: &std::fs::File, offset: u64, len: us
     Ok(v)
 }
 
-/// `v` (shape `shape`) as a CPU tensor in `dtype`, converted on all threads.
+/// `v` (shape `shape`) as a CPU tensor in `dtype`, converted on all threads,
+/// rounding as candle's `to_dtype` rounds (through f32: `half`'s `from_f64`
+/// rounds some halfway-and-above values down).
 fn convert<T: candle_core::WithDType>(v: Vec<T>, shape: &[usize], dtype: DType) -> candle_core::Result<Tensor> {
     let cpu = &Device::Cpu;
-    if T::DTYPE == dtype || v.len() < (1 << 20) {
+    // f64 sources take candle's path: through f32 they would round twice.
+    if T::DTYPE == dtype || T::DTYPE == DType::F64 || v.len() < (1 << 20) {
         return Tensor::from_vec(v, shape, cpu)?.to_dtype(dtype);
     }
-    fn par<T: candle_core::WithDType, U: candle_core::WithDType>(v: &[T], shape: &[usize]) -> candle_core::Result<Tensor> {
+    fn par<T: candle_core::WithDType, U: candle_core::WithDType>(
+        v: &[T],
+        shape: &[usize],
+        f: impl Fn(f32) -> U + Sync,
+    ) -> candle_core::Result<Tensor> {
         use rayon::prelude::*;
         const PIECE: usize = 1 << 18;
         let mut out = vec![U::from_f64(0.0); v.len()];
         out.par_chunks_mut(PIECE).zip(v.par_chunks(PIECE)).for_each(|(o, i)| {
             for (o, i) in o.iter_mut().zip(i) {
-                *o = U::from_f64(i.to_f64());
+                // Exact: every f32, f16 and bf16 value is an f32.
+                *o = f(i.to_f64() as f32);
             }
         });
         Tensor::from_vec(out, shape, &Device::Cpu)
     }
     match dtype {
-        DType::F32 => par::<T, f32>(&v, shape),
-        DType::BF16 => par::<T, half::bf16>(&v, shape),
-        DType::F16 => par::<T, half::f16>(&v, shape),
+        DType::F32 => par(&v, shape, |x| x),
+        DType::BF16 => par(&v, shape, half::bf16::from_f32),
+        DType::F16 => par(&v, shape, half::f16::from_f32),
         _ => Tensor::from_vec(v, shape, cpu)?.to_dtype(dtype),
     }
 }
@@ -1799,5 +1807,50 @@ impl LtxVideo {
             },
             if self.text.is_available() { "yes" } else { "no" }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A tensor larger than several read pieces, at an odd offset and of a
+    /// length that is no multiple of a piece, reads back bit for bit; a file
+    /// cut short gives UnexpectedEof, not zeros.
+    #[test]
+    fn multi_piece_reads_are_exact() {
+        let n = (8 << 20) / 4 * 3 + 12_345; // three 8 MiB pieces and a bit
+        let vals: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 1e3 + i as f32).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        let head = [7u8; 13];
+        file.write_all(&head).unwrap();
+        for v in &vals {
+            file.write_all(&v.to_le_bytes()).unwrap();
+        }
+        file.flush().unwrap();
+        let got = read_typed::<f32>(&file, head.len() as u64, n * 4).unwrap();
+        assert_eq!(got.len(), n);
+        assert!(got.iter().zip(&vals).all(|(a, b)| a.to_bits() == b.to_bits()));
+        // The last piece past the end of the file.
+        let e = read_typed::<f32>(&file, head.len() as u64 + 4, n * 4).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+        // Parallel conversion rounds as candle's own (it once rounded some
+        // values just above halfway down: 2856.0002 to 2848, not 2864).
+        let src = Tensor::from_vec(vals, n, &Device::Cpu).unwrap();
+        let bits = |t: &Tensor| -> Vec<u16> {
+            match t.dtype() {
+                DType::BF16 => t.to_vec1::<half::bf16>().unwrap().iter().map(|x| x.to_bits()).collect(),
+                _ => t.to_vec1::<half::f16>().unwrap().iter().map(|x| x.to_bits()).collect(),
+            }
+        };
+        for dt in [DType::BF16, DType::F16] {
+            let t = convert(got.clone(), &[n], dt).unwrap();
+            assert!(bits(&t) == bits(&src.to_dtype(dt).unwrap()), "f32 -> {dt:?}");
+        }
+        let b16 = src.to_dtype(DType::BF16).unwrap();
+        let back = convert(b16.to_vec1::<half::bf16>().unwrap(), &[n], DType::F32).unwrap();
+        let want = b16.to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+        assert!(back.to_vec1::<f32>().unwrap().iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 }
