@@ -1459,7 +1459,7 @@ fn convert<T: candle_core::WithDType>(v: Vec<T>, shape: &[usize], dtype: DType) 
     }
     match dtype {
         DType::F32 => par(&v, shape, |x| x),
-        DType::BF16 => par(&v, shape, half::bf16::from_f32),
+        DType::BF16 => par(&v, shape, |x| half::bf16::from_bits(super::kernels::f32_to_bf16(x))),
         DType::F16 => par(&v, shape, half::f16::from_f32),
         _ => Tensor::from_vec(v, shape, cpu)?.to_dtype(dtype),
     }

@@ -621,19 +621,16 @@ impl TransformerBlock {
         let p = profile::scope("block.ada");
         let (b, t, _) = temb.dims3()?;
         let d = self.scale_shift_table.dim(1)?;
-        let ada = temb.reshape((b, t, 6, d))?.broadcast_add(
-            &self
-                .scale_shift_table
-                .to_dtype(temb.dtype())?
-                .reshape((1, 1, 6, d))?,
-        )?;
+        let table = self.scale_shift_table.to_dtype(temb.dtype())?;
         if x.device().is_cpu()
             && matches!(x.dtype(), DType::F32 | DType::BF16)
+            && matches!(temb.dtype(), DType::F32 | DType::BF16)
             && self.norm1.is_none()
             && self.norm2.is_none()
         {
             // Fused norm/modulation and gated residuals (f32 arithmetic).
-            let ada = ada.to_dtype(DType::F32)?.contiguous()?;
+            let table = table.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let ada = kernels::ada_modulation(temb, &table)?;
             drop(p);
             let p = profile::scope("block.norm_residual");
             let h = kernels::rms_norm_modulate(x, &ada, 0, 1, self.eps)?;
@@ -651,6 +648,7 @@ impl TransformerBlock {
             let _p = profile::scope("block.norm_residual");
             return kernels::gated_residual(&x, &h, &ada, 5);
         }
+        let ada = temb.reshape((b, t, 6, d))?.broadcast_add(&table.reshape((1, 1, 6, d))?)?;
         drop(p);
         let p = |i: usize| ada.narrow(2, i, 1)?.squeeze(2);
         let (shift_msa, scale_msa, gate_msa) = (p(0)?, p(1)?, p(2)?);
