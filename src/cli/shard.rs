@@ -153,11 +153,20 @@ fn check_given(plan: &ShardPlan, plan_path: &Path, k: usize, cmd: &str, g: &Give
     let differs = |opt: String| -> anyhow::Result<()> {
         anyhow::bail!("{opt} differs from the plan's job (`{}` in {}): make a plan with it", job.describe(), plan_path.display())
     };
+    let shard = plan.shard(k)?;
+    let input = &plan.inputs[shard.input];
     if let Some(r) = &g.range {
-        let want: FrameRange = r.parse()?;
-        match job {
-            PlanJob::Range { range } if range.parse::<FrameRange>().is_ok_and(|p| p == want) => {}
-            _ => differs(format!("--range {r}"))?,
+        // The same frames (20..26 is 20..=25), at the input's frame rate.
+        let want = r.parse::<FrameRange>()?;
+        let same = match (job, input.grid) {
+            (PlanJob::Range { range }, Some(grid)) => {
+                let planned = range.parse::<FrameRange>()?;
+                want.positions(grid.rate)? == planned.positions(grid.rate)?
+            }
+            _ => false,
+        };
+        if !same {
+            differs(format!("--range {r}"))?;
         }
     }
     if g.dups && !matches!(job, PlanJob::Dups { .. }) {
@@ -179,7 +188,6 @@ fn check_given(plan: &ShardPlan, plan_path: &Path, k: usize, cmd: &str, g: &Give
             differs(format!("--fps {f}"))?;
         }
     }
-    let shard = plan.shard(k)?;
     if let Some(n) = g.frames
         && shard.frames != Some(n)
     {
@@ -188,7 +196,7 @@ fn check_given(plan: &ShardPlan, plan_path: &Path, k: usize, cmd: &str, g: &Give
     if let Some(s) = g.seconds {
         let rate = match job {
             PlanJob::Animate { fps, .. } => *fps,
-            _ => pipeline::frame_rate(&plan.inputs[shard.input].path)?,
+            _ => pipeline::frame_rate(&input.path)?,
         };
         if shard.frames != Some(pipeline::frames_for_seconds(s, rate)?) {
             differs(format!("--seconds {s}"))?;

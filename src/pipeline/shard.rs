@@ -668,6 +668,58 @@ mod tests {
     }
 
     #[test]
+    fn regenerated_runs_merge_and_cuts_keep_clear_of_them() {
+        let spans = [Span { start: 5, count: 2 }, Span { start: 7, count: 1 }, Span { start: 1, count: 1 }, Span { start: 9, count: 0 }];
+        assert_eq!(merge_spans(spans), vec![Span { start: 1, count: 1 }, Span { start: 5, count: 3 }]);
+        assert_eq!(runs([30, 31, 32, 33, 140, 141]), vec![Span { start: 30, count: 4 }, Span { start: 140, count: 2 }]);
+        let holes = merge_spans([Span { start: 12, count: 1 }, Span { start: 30, count: 4 }]);
+        for c in cut_points(100, &holes, &[], 4, 10) {
+            assert!(c <= 20 || c >= 44, "cut {c} within 10 frames of the repeated frames 30..34");
+        }
+    }
+
+    #[test]
+    fn plan_jobs_are_checked_and_old_plans_fill_gaps() {
+        let fps = PlanJob::Fps { rate: Ratio { num: 50, den: 1 } };
+        let json = serde_json::to_value(&fps).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "fps", "rate": {"num": 50, "den": 1}}));
+        assert_eq!(serde_json::from_value::<PlanJob>(json).unwrap(), fps);
+        assert_eq!(fps.command(), "infill");
+        assert!(!fps.per_file());
+        let ext = PlanJob::Extend { frames: Some(5), seconds: None, backward: true };
+        assert_eq!((ext.command(), ext.per_file(), ext.describe().as_str()), ("extend", true, "weft extend --frames 5 --backward"));
+        assert!(PlanJob::Extend { frames: None, seconds: None, backward: false }.check().is_err());
+        assert!(PlanJob::Extend { frames: Some(0), seconds: None, backward: false }.check().is_err());
+        assert!(PlanJob::Animate { frames: None, seconds: Some(1.0), fps: Ratio { num: 0, den: 1 } }.check().is_err());
+        assert!(PlanJob::Dups { tolerance: 300.0 }.check().is_err());
+        assert!(PlanJob::Range { range: "5..x".into() }.check().is_err());
+        assert!(PlanJob::Range { range: "5..=9".into() }.check().is_ok());
+        // A version 1 plan (no job) fills gaps; a version 1 plan with
+        // another job, or a later version, is refused.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("p.json");
+        let shard = r#"{"index": 0, "input": 0, "start": 0, "end": 10, "missing": 0, "segment": "s.mkv"}"#;
+        let input = r#"{"path": "/x.mkv", "bytes": 1, "grid": {"t0": 0, "time_base": {"num": 1, "den": 25}, "rate": {"num": 25, "den": 1}},
+            "frames": 10, "slots": 10, "gaps": [], "scene_cuts": [], "name": "x.mkv"}"#;
+        let plan = |version: u32, job: &str| {
+            format!(
+                r#"{{"version": {version}, {job} "margin": 10, "scene_threshold": 0.3, "max_gap": null, "encoding": {{}}, "inputs": [{input}], "shards": [{shard}]}}"#
+            )
+        };
+        std::fs::write(&p, plan(1, "")).unwrap();
+        assert_eq!(ShardPlan::load(&p).unwrap().job, PlanJob::Gaps);
+        std::fs::write(&p, plan(1, r#""job": {"kind": "dups", "tolerance": 0.5},"#)).unwrap();
+        assert!(ShardPlan::load(&p).unwrap_err().to_string().contains("plan version 1"));
+        std::fs::write(&p, plan(3, "")).unwrap();
+        assert!(ShardPlan::load(&p).is_err());
+        std::fs::write(&p, plan(2, r#""job": {"kind": "fps", "rate": {"num": 50, "den": 1}},"#)).unwrap();
+        assert_eq!(ShardPlan::load(&p).unwrap().job, fps);
+        // A per-file job's shard names its frame count and covers its file alone.
+        std::fs::write(&p, plan(2, r#""job": {"kind": "extend", "frames": 3, "backward": false},"#)).unwrap();
+        assert!(ShardPlan::load(&p).unwrap_err().to_string().contains("shard 0 is damaged"));
+    }
+
+    #[test]
     fn cuts_keep_clear_of_gaps_and_prefer_scene_cuts() {
         let gaps = [Span { start: 20, count: 3 }, Span { start: 60, count: 1 }];
         let cuts = cut_points(250, &gaps, &[30, 76, 137, 187, 242], 4, 10);
