@@ -203,7 +203,7 @@ fn sharded_range_dups_and_fps_write_what_one_run_writes() {
         ok(weft().arg("infill").arg(&c).arg("-o").arg(&single).args(["--codec", "ffv1", "-q", "--overwrite"]).args(job));
         for n in [1usize, 4] {
             let p = d.path().join(format!("plan{n}.json"));
-            let v = plan_job(&[&c], &[&["--shards", &n.to_string(), "--overwrite"], job].concat(), &p);
+            let v = plan_job(&[&c], &[&["--shards", &n.to_string(), "--overwrite"][..], job].concat(), &p);
             assert_eq!(v["shards"].as_array().unwrap().len(), n, "{job:?}: {v}");
             // The plan found the frames the job regenerates, and cut clear of them.
             assert_eq!(v["inputs"][0].get("replaced").cloned().unwrap_or_default(), replaced, "{job:?}: {v}");
@@ -240,7 +240,7 @@ fn per_file_extend_and_animate_shards_write_what_one_run_writes() {
     ];
     for (k, job) in [&["--frames", "6"][..], &["--seconds", "0.2", "--backward"]].into_iter().enumerate() {
         let p = d.path().join(format!("extend{k}.json"));
-        let v = plan_job(&[&clips], &[&["--job", "extend"], job].concat(), &p);
+        let v = plan_job(&[&clips], &[&["--job", "extend"][..], job].concat(), &p);
         let shards = v["shards"].as_array().unwrap();
         assert_eq!(shards.len(), 3, "{v}");
         assert!(shards.iter().all(|s| s["frames"].as_u64() == Some(if k == 0 { 6 } else { 5 })), "{v}");
@@ -283,7 +283,10 @@ fn per_file_extend_and_animate_shards_write_what_one_run_writes() {
     let p = d.path().join("one.json");
     plan_job(&[&a], &[&["--job", "animate"][..], &job].concat(), &p);
     ok(weft().args(["animate", "--plan"]).arg(&p).args(["--shard", "0", "-q", "--fps", "12/1"]));
-    let one = d.path().join("one.mp4");
+    // (MP4 cannot hold the plan's FFV1: refused before anything is written.)
+    fails(weft().arg("join").arg(&p).arg("-o").arg(d.path().join("one.mp4")), "cannot hold the segments' ffv1 video");
+    assert_no_output(d.path(), "one.mp4");
+    let one = d.path().join("one.mkv");
     ok(weft().arg("join").arg(&p).arg("-o").arg(&one).arg("-q"));
     let single = d.path().join("single-a.mkv");
     ok(weft().arg("animate").arg(&a).arg("-o").arg(&single).args(["--codec", "ffv1", "-q"]).args(job));

@@ -140,6 +140,7 @@ fn remux(seg: &Path, out: &Path, overwrite: bool, progress: &Progress) -> Result
         (s.parameters(), s.time_base(), s.avg_frame_rate())
     };
     let mut mux = Muxer::create(out, overwrite)?;
+    check_holds(&mux, out, &params)?;
     mux.add_streams(Some((&ictx, video)), 0.0, progress, |octx| {
         add_video_stream(octx, out, ff::encoder::find(ff::codec::Id::None), params, tb, rate)
     })?;
@@ -160,6 +161,18 @@ fn remux(seg: &Path, out: &Path, overwrite: bool, progress: &Progress) -> Result
     }
     mux.finish()?;
     Ok(j as u64)
+}
+
+/// An error unless `out`'s container holds the segments' video codec.
+fn check_holds(mux: &Muxer, out: &Path, params: &ff::codec::Parameters) -> Result<()> {
+    if mux.holds(params.id()) {
+        return Ok(());
+    }
+    let codec = ff::decoder::find(params.id()).map(|c| c.name().to_string()).unwrap_or_else(|| format!("{:?}", params.id()));
+    Err(Error::Output {
+        path: out.to_path_buf(),
+        reason: format!("its container cannot hold the segments' {codec} video (the plan's --codec): join to .mkv"),
+    })
 }
 
 /// Timestamps of a packet in seconds, for interleaving.
@@ -196,6 +209,7 @@ fn join_input(input: &PlanInput, grid: Grid, segs: &[PathBuf], out: &Path, overw
     let first = Segment::open(&segs[0])?;
     let params = first.ictx.stream(0).expect("checked").parameters();
     let mut mux = Muxer::create(out, overwrite)?;
+    check_holds(&mux, out, &params)?;
     let rate = Rational::new(grid.rate.num as i32, grid.rate.den as i32);
     let video = source.video;
     mux.add_streams(Some((&source.ictx, video)), 0.0, progress, |octx| {
