@@ -9,6 +9,8 @@ use weft::pipeline::{self, Encoding, FrameRange, PlanJob, PlanOptions, Progress,
 
 use super::video::{Common, say_done};
 
+// Parsed once per run: the size of the `plan` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum ShardCmd {
     /// Cut a job over videos (or folders of videos) into shards that run
