@@ -16,12 +16,22 @@ use support::*;
 /// different picture; frames in `drop` removed (timestamps kept); a sine
 /// track; FFV1 in Matroska.
 fn cut_clip(dir: &Path, name: &str, drop: &[usize], audio: bool) -> PathBuf {
+    frozen_clip(dir, name, drop, audio, &[])
+}
+
+/// [`cut_clip`] with the frames `first..=last` of each of `freeze` replaced
+/// by the frame before them (repeated frames, as `--dups` finds them).
+fn frozen_clip(dir: &Path, name: &str, drop: &[usize], audio: bool, freeze: &[(usize, usize)]) -> PathBuf {
     let out = dir.join(name);
     let terms: Vec<String> = drop.iter().map(|d| format!("eq(n\\,{d})")).collect();
     let select = if drop.is_empty() { String::new() } else { format!(",select='not({})'", terms.join("+")) };
+    let mut frozen = String::new();
+    for (i, (first, last)) in freeze.iter().enumerate() {
+        frozen += &format!(",split[f{i}a][f{i}b];[f{i}a][f{i}b]freezeframes=first={first}:last={last}:replace={}", first - 1);
+    }
     let graph = format!(
         "testsrc2=size=160x120:rate=25:duration=4[a];mandelbrot=size=160x120:rate=25,trim=duration=4,format=yuv420p,setpts=PTS-STARTPTS[b];\
-         [a]format=yuv420p[a2];[a2][b]concat=n=2:v=1:a=0{select}[v]"
+         [a]format=yuv420p[a2];[a2][b]concat=n=2:v=1:a=0{frozen}{select}[v]"
     );
     let mut args: Vec<String> = Vec::new();
     if audio {
@@ -60,7 +70,12 @@ fn single_run(input: &Path, out: &Path) {
 }
 
 fn plan(inputs: &[&Path], shards: usize, plan: &Path) -> serde_json::Value {
-    let (out, _) = ok(weft().arg("plan").args(inputs).args(["--shards", &shards.to_string(), "--codec", "ffv1", "--json", "-q", "-o"]).arg(plan));
+    plan_job(inputs, &["--shards", &shards.to_string()], plan)
+}
+
+/// `weft plan INPUTS ARGS --codec ffv1 --json -o PLAN`.
+fn plan_job(inputs: &[&Path], args: &[&str], plan: &Path) -> serde_json::Value {
+    let (out, _) = ok(weft().arg("plan").args(inputs).args(args).args(["--codec", "ffv1", "--json", "-q", "-o"]).arg(plan));
     serde_json::from_str(&out).unwrap()
 }
 
@@ -149,10 +164,12 @@ fn shard_errors_are_one_line() {
     fails(weft().arg("join").arg(&p).arg("-o").arg(dir.join("out.mkv")), "has no segment yet");
     assert_no_output(dir, "out.mkv");
     fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "7"]), "--shard 7: the plan has 2 shard(s)");
-    fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "--range", "1..2"]), "cannot be used with");
-    fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "--fps", "50"]), "cannot be used with");
+    fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "--range", "1..2"]), "--range 1..2 differs from the plan's job");
+    fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "--fps", "50"]), "--fps 50 differs from the plan's job");
     fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "-o"]).arg(dir.join("x.mkv")), "cannot be used with");
-    fails(weft().args(["extend"]).arg(&c).args(["--plan"]).arg(&p).args(["--shard", "0", "--frames", "3"]), "weft extend cannot run a shard");
+    fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "--max-gap", "3"]), "cannot be used with");
+    fails(weft().args(["extend"]).arg(&c).args(["--plan"]).arg(&p).args(["--shard", "0"]), "cannot be used with");
+    fails(weft().args(["extend", "--plan"]).arg(&p).args(["--shard", "0", "--frames", "3"]), "run its shards with `weft infill --plan");
     fails(weft().args(["infill", "--plan"]).arg(&p), "required arguments were not provided");
     let bad = dir.join("bad.json");
     std::fs::write(&bad, "{\"version\": 1}").unwrap();
@@ -162,6 +179,183 @@ fn shard_errors_are_one_line() {
     bytes.extend_from_slice(&[0; 16]);
     std::fs::write(&c, bytes).unwrap();
     fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "-q"]), "changed since the plan was made");
+    no_part_files(dir);
+}
+
+/// Repeated frames 30..=33 and 140..=141 (the one after 141 is missing).
+const FREEZE: [(usize, usize); 2] = [(30, 33), (140, 141)];
+/// Gaps of the frozen clip: one next to repeated frames, one across the scene cut.
+const DROP2: [usize; 9] = [12, 40, 41, 75, 99, 100, 142, 160, 185];
+
+#[test]
+fn sharded_range_dups_and_fps_write_what_one_run_writes() {
+    let d = tempfile::tempdir().unwrap();
+    let c = frozen_clip(d.path(), "frozen.mkv", &DROP2, true, &FREEZE);
+    let jobs: [(&[&str], serde_json::Value); 5] = [
+        (&["--range", "50..=60"], serde_json::json!([{"start": 50, "count": 11}])),
+        (&["--range", "1.5s..2.2s"], serde_json::json!([{"start": 37, "count": 3}, {"start": 42, "count": 13}])),
+        (&["--dups"], serde_json::json!([{"start": 30, "count": 4}, {"start": 140, "count": 2}])),
+        (&["--fps", "50"], serde_json::Value::Null),
+        (&["--fps", "30"], serde_json::Value::Null),
+    ];
+    for (job, replaced) in jobs {
+        let single = d.path().join("single.mkv");
+        ok(weft().arg("infill").arg(&c).arg("-o").arg(&single).args(["--codec", "ffv1", "-q", "--overwrite"]).args(job));
+        for n in [1usize, 4] {
+            let p = d.path().join(format!("plan{n}.json"));
+            let v = plan_job(&[&c], &[&["--shards", &n.to_string(), "--overwrite"][..], job].concat(), &p);
+            assert_eq!(v["shards"].as_array().unwrap().len(), n, "{job:?}: {v}");
+            // The plan found the frames the job regenerates, and cut clear of them.
+            assert_eq!(v["inputs"][0].get("replaced").cloned().unwrap_or_default(), replaced, "{job:?}: {v}");
+            // Shards run in any order, with the job's options repeated or not.
+            for k in (0..n).rev() {
+                let repeat: &[&str] = if k % 2 == 1 { job } else { &[] };
+                ok(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", &k.to_string(), "-q"]).args(repeat));
+            }
+            let joined = d.path().join(format!("joined{n}.mkv"));
+            ok(weft().arg("join").arg(&p).arg("-o").arg(&joined).args(["-q", "--overwrite"]));
+            assert_same(&single, &joined, true);
+            no_part_files(d.path());
+            no_part_files(&d.path().join(format!("plan{n}.json.segments")));
+        }
+    }
+}
+
+/// A single frame of `src` (a lavfi source) as a PNG.
+fn still(dir: &Path, name: &str, src: &str) -> PathBuf {
+    let out = dir.join(name);
+    ffmpeg(&["-f", "lavfi", "-i", src, "-frames:v", "1", out.to_str().unwrap()]);
+    out
+}
+
+#[test]
+fn per_file_extend_and_animate_shards_write_what_one_run_writes() {
+    let d = tempfile::tempdir().unwrap();
+    let clips = d.path().join("clips");
+    std::fs::create_dir(&clips).unwrap();
+    let inputs = [
+        (clip(&clips, "a.mkv", "64x48", 30, &[10], "ffv1", true), true),
+        (clip(&clips, "b.mkv", "96x64", 40, &[], "ffv1", false), false),
+        (clip(&clips, "c.mp4", "64x48", 25, &[], "libx264", true), true),
+    ];
+    for (k, job) in [&["--frames", "6"][..], &["--seconds", "0.2", "--backward"]].into_iter().enumerate() {
+        let p = d.path().join(format!("extend{k}.json"));
+        let v = plan_job(&[&clips], &[&["--job", "extend"][..], job].concat(), &p);
+        let shards = v["shards"].as_array().unwrap();
+        assert_eq!(shards.len(), 3, "{v}");
+        assert!(shards.iter().all(|s| s["frames"].as_u64() == Some(if k == 0 { 6 } else { 5 })), "{v}");
+        for s in 0..3 {
+            let repeat: &[&str] = if s == 1 { job } else { &[] };
+            ok(weft().args(["extend", "--plan"]).arg(&p).args(["--shard", &s.to_string(), "-q"]).args(repeat));
+        }
+        let out = d.path().join(format!("extended{k}"));
+        ok(weft().arg("join").arg(&p).arg("-o").arg(&out).arg("-q"));
+        for (clip, audio) in &inputs {
+            let single = d.path().join("single.mkv");
+            ok(weft().arg("extend").arg(clip).arg("-o").arg(&single).args(["--codec", "ffv1", "-q", "--overwrite"]).args(job));
+            let stem = clip.file_stem().unwrap().to_string_lossy();
+            assert_same(&single, &out.join(format!("{stem}.mkv")), *audio);
+        }
+        no_part_files(&out);
+        no_part_files(&d.path().join(format!("extend{k}.json.segments")));
+    }
+
+    let stills = d.path().join("stills");
+    std::fs::create_dir(&stills).unwrap();
+    let a = still(&stills, "a.png", "testsrc2=size=64x48");
+    let b = still(&stills, "b.png", "mandelbrot=size=96x64");
+    let job = ["--frames", "8", "--fps", "12"];
+    let p = d.path().join("animate.json");
+    assert_eq!(plan_job(&[&stills], &[&["--job", "animate"][..], &job].concat(), &p)["shards"].as_array().unwrap().len(), 2);
+    for s in ["1", "0"] {
+        ok(weft().args(["animate", "--plan"]).arg(&p).args(["--shard", s, "-q"]));
+    }
+    let out = d.path().join("animated");
+    ok(weft().arg("join").arg(&p).arg("-o").arg(&out).arg("-q"));
+    for img in [&a, &b] {
+        let single = d.path().join("single.mkv");
+        ok(weft().arg("animate").arg(img).arg("-o").arg(&single).args(["--codec", "ffv1", "-q", "--overwrite"]).args(job));
+        let stem = img.file_stem().unwrap().to_string_lossy();
+        assert_same(&single, &out.join(format!("{stem}.mkv")), false);
+        assert_eq!(video_md5s(&single).len(), 8);
+    }
+    // One input: joined into the file OUT.
+    let p = d.path().join("one.json");
+    plan_job(&[&a], &[&["--job", "animate"][..], &job].concat(), &p);
+    ok(weft().args(["animate", "--plan"]).arg(&p).args(["--shard", "0", "-q", "--fps", "12/1"]));
+    // (MP4 cannot hold the plan's FFV1: refused before anything is written.)
+    fails(weft().arg("join").arg(&p).arg("-o").arg(d.path().join("one.mp4")), "cannot hold the segments' ffv1 video");
+    assert_no_output(d.path(), "one.mp4");
+    let one = d.path().join("one.mkv");
+    ok(weft().arg("join").arg(&p).arg("-o").arg(&one).arg("-q"));
+    let single = d.path().join("single-a.mkv");
+    ok(weft().arg("animate").arg(&a).arg("-o").arg(&single).args(["--codec", "ffv1", "-q"]).args(job));
+    assert_eq!(video_md5s(&one), video_md5s(&single));
+    no_part_files(d.path());
+}
+
+#[test]
+fn shard_runs_with_other_options_than_the_plan_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let c = clip(dir, "holes.mkv", "64x48", 60, &[10, 40], "ffv1", false);
+    let run = |cmd: &str, p: &Path, args: &[&str]| {
+        let mut w = weft();
+        w.args([cmd, "--plan"]).arg(p).args(["--shard", "0", "-q"]).args(args);
+        w
+    };
+    // --range: another range (the same frames written otherwise are accepted).
+    let pr = dir.join("range.json");
+    plan_job(&[&c], &["--shards", "2", "--range", "20..=25"], &pr);
+    fails(&mut run("infill", &pr, &["--range", "20..27"]), "--range 20..27 differs from the plan's job (`weft infill --range 20..=25`");
+    fails(&mut run("infill", &pr, &["--dups"]), "--dups differs");
+    fails(&mut run("infill", &pr, &["--fps", "50"]), "--fps 50 differs");
+    fails(&mut run("extend", &pr, &["--frames", "2"]), "run its shards with `weft infill");
+    let segs = dir.join("range.json.segments");
+    assert!(!segs.exists(), "a refused shard made {}", segs.display());
+    ok(&mut run("infill", &pr, &["--range", "20..26"]));
+    // --dups and its tolerance.
+    let pd = dir.join("dups.json");
+    plan_job(&[&c], &["--shards", "2", "--dups", "--dup-tolerance", "1"], &pd);
+    fails(&mut run("infill", &pd, &["--dups", "--dup-tolerance", "2"]), "--dup-tolerance 2 differs");
+    fails(&mut run("infill", &pd, &["--range", "1..2"]), "--range 1..2 differs");
+    // --fps.
+    let pf = dir.join("fps.json");
+    plan_job(&[&c], &["--shards", "2", "--fps", "50"], &pf);
+    fails(&mut run("infill", &pf, &["--fps", "60"]), "--fps 60 differs from the plan's job (`weft infill --fps 50`");
+    fails(&mut run("infill", &pf, &["--dups"]), "--dups differs");
+    // extend: the length, its direction, the command.
+    let pe = dir.join("extend.json");
+    plan_job(&[&c], &["--job", "extend", "--frames", "3"], &pe);
+    fails(&mut run("extend", &pe, &["--frames", "4"]), "--frames 4 differs from the plan's job (`weft extend --frames 3`");
+    fails(&mut run("extend", &pe, &["--seconds", "1"]), "--seconds 1 differs");
+    fails(&mut run("extend", &pe, &["--frames", "3", "--backward"]), "--backward differs");
+    fails(&mut run("infill", &pe, &[]), "run its shards with `weft extend --plan");
+    fails(&mut run("animate", &pe, &[]), "run its shards with `weft extend --plan");
+    fails(run("extend", &pe, &["-o"]).arg(dir.join("x.mkv")), "cannot be used with");
+    assert!(!dir.join("extend.json.segments").exists());
+    ok(&mut run("extend", &pe, &["--seconds", "0.12"]));
+    // animate: the clip's frame rate.
+    let pa = dir.join("animate.json");
+    plan_job(&[&c], &["--job", "animate", "--frames", "4", "--fps", "10"], &pa);
+    fails(&mut run("animate", &pa, &["--fps", "12"]), "--fps 12 differs from the plan's job (`weft animate --frames 4 --fps 10`");
+    fails(&mut run("animate", &pa, &["--frames", "5"]), "--frames 5 differs");
+    // Plans whose options do not fit their job: nothing written.
+    let x = dir.join("x.json");
+    let bad_plan = |args: &[&str], needle: &str| {
+        fails(weft().arg("plan").arg(&c).args(args).arg("-o").arg(&x), needle);
+        assert_no_output(dir, "x.json");
+        assert!(!dir.join("x.json.segments").exists());
+    };
+    bad_plan(&["--job", "extend"], "--job extend needs --frames N or --seconds S");
+    bad_plan(&["--job", "extend", "--frames", "3", "--shards", "2"], "--shards: `weft extend` plans have one shard per input file");
+    bad_plan(&["--job", "extend", "--frames", "3", "--range", "1..2"], "--range is for --job infill");
+    bad_plan(&["--job", "animate", "--frames", "3", "--backward"], "--backward is for --job extend");
+    bad_plan(&["--shards", "2", "--frames", "3"], "--frames is for --job extend or animate");
+    bad_plan(&["--shards", "2", "--fps", "50", "--max-gap", "3"], "--max-gap cannot be used with --fps");
+    bad_plan(&["--shards", "2", "--range", "100..200"], "nothing to regenerate");
+    bad_plan(&["--shards", "2", "--fps", "0"], "--fps");
+    bad_plan(&["--range", "1..2"], "--shards N is needed");
     no_part_files(dir);
 }
 
@@ -257,6 +451,27 @@ fn ray_fills_a_folder_of_three_clips() {
     for (clip, audio) in [(&a, true), (&b, false), (&c, true)] {
         let single = d.path().join(format!("single-{}", clip.file_name().unwrap().to_string_lossy()));
         single_run(clip, &single);
+        assert_same(&single, &out.join(clip.file_name().unwrap()), audio);
+    }
+    no_part_files(&out);
+}
+
+#[test]
+fn ray_runs_the_per_file_shards_of_an_extend_plan() {
+    let Some(py) = ray_python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let clips = d.path().join("clips");
+    std::fs::create_dir(&clips).unwrap();
+    let a = clip(&clips, "a.mkv", "64x48", 30, &[10], "ffv1", true);
+    let b = clip(&clips, "b.mkv", "96x64", 20, &[], "ffv1", false);
+    let p = d.path().join("extend.json");
+    assert_eq!(plan_job(&[&clips], &["--job", "extend", "--frames", "4", "--backward"], &p)["shards"].as_array().unwrap().len(), 2);
+    let out = d.path().join("extended");
+    let err = ray_run(&py, &p, &out, &["--", "--seed", "3"], Duration::from_secs(600));
+    assert!(err.contains("`weft extend` shard(s)") && err.contains("2/2"), "{err}");
+    for (clip, audio) in [(&a, true), (&b, false)] {
+        let single = d.path().join("single.mkv");
+        ok(weft().arg("extend").arg(clip).arg("-o").arg(&single).args(["--codec", "ffv1", "-q", "--overwrite", "--frames", "4", "--backward", "--seed", "3"]));
         assert_same(&single, &out.join(clip.file_name().unwrap()), audio);
     }
     no_part_files(&out);

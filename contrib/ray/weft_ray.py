@@ -5,8 +5,8 @@
     python3 contrib/ray/weft_ray.py film.plan.json -o film-filled.mkv -- --model models/m
 
 Each shard of the plan (`weft plan`) becomes one Ray task that runs
-`weft infill --plan PLAN --shard K` (plus the weft options after `--`) and
-writes that shard's segment; when every shard is done the driver runs
+`weft JOB --plan PLAN --shard K` (JOB: the plan's command, infill, extend or
+animate; plus the weft options after `--`) and writes that shard's segment; when every shard is done the driver runs
 `weft join`. Ray does the scheduling, the per-task resources and the retries;
 weft makes a retried shard rewrite the same segment. Without --address (or
 RAY_ADDRESS) a local Ray instance is started for the run and stopped after
@@ -38,7 +38,7 @@ def parse_args(argv):
     p.add_argument("--stats", default=None, help="write per-shard timings (JSON) to this file")
     p.add_argument("--kill-mid-write", type=int, default=None, metavar="K",
                    help="testing: kill shard K's worker once while its segment is being written (the retry must redo it)")
-    p.epilog = "Options after `--` go to `weft infill` (--model, --seed, --device, ...)."
+    p.epilog = "Options after `--` go to the plan's command, `weft infill`, `extend` or `animate` (--model, --seed, --device, ...)."
     ours, weft_args = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     a = p.parse_args(ours)
     a.weft_args = weft_args
@@ -59,9 +59,21 @@ def find_weft(path):
     return os.path.abspath(w)
 
 
-def run_one(weft, plan, k, segment, weft_args, kill_marker):
+# The command that runs a shard, by the plan's job kind (plans of version 1
+# have no job: they fill gaps).
+COMMANDS = {"gaps": "infill", "range": "infill", "dups": "infill", "fps": "infill", "extend": "extend", "animate": "animate"}
+
+
+def plan_command(plan):
+    kind = (plan.get("job") or {}).get("kind", "gaps")
+    if kind not in COMMANDS:
+        die(f"the plan's job {kind!r} is not one this driver knows (a newer weft made the plan?)")
+    return COMMANDS[kind]
+
+
+def run_one(weft, command, plan, k, segment, weft_args, kill_marker):
     """Runs one shard; returns (k, seconds). Raises on failure (Ray retries)."""
-    cmd = [weft, "infill", "--plan", plan, "--shard", str(k), "--quiet", *weft_args]
+    cmd = [weft, command, "--plan", plan, "--shard", str(k), "--quiet", *weft_args]
     t = time.monotonic()
     if kill_marker is not None and not os.path.exists(kill_marker):
         # Testing hook: once, kill weft and this worker as a lost machine
@@ -103,6 +115,7 @@ def main(argv):
         shards = plan["shards"]
     except (OSError, ValueError, KeyError) as e:
         die(f"{a.plan}: not a weft shard plan: {e}")
+    command = plan_command(plan)
     out = os.path.abspath(a.output)
     if os.path.exists(out) and not a.overwrite and len(plan["inputs"]) == 1:
         die(f"{a.output}: already exists (use --overwrite to replace it)")
@@ -136,8 +149,8 @@ def main(argv):
         k = s["index"]
         seg = os.path.join(plan_dir, s["segment"])
         marker = kill_marker if k == a.kill_mid_write else None
-        pending[task.remote(weft, plan_path, k, seg, a.weft_args, marker)] = k
-    print(f"weft_ray: {len(shards)} shard(s) on Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs), "
+        pending[task.remote(weft, command, plan_path, k, seg, a.weft_args, marker)] = k
+    print(f"weft_ray: {len(shards)} `weft {command}` shard(s) on Ray ({ray.cluster_resources().get('CPU', 0):g} CPUs), "
           f"{a.num_cpus:g} CPU / {a.num_gpus:g} GPU each, {a.retries} retries", file=sys.stderr)
     times = {}
     failed = None

@@ -8,7 +8,7 @@ use weft::pipeline::{self, FrameRange, InfillOptions, OutputOptions, Progress, R
 use weft::model::ltx::generate::{LtxPreset, LtxSettings};
 use weft::{Direction, GenerateOptions, Model};
 
-use super::shard::ShardArgs;
+use super::shard::{Given, ShardArgs};
 
 #[derive(Subcommand)]
 pub enum VideoCmd {
@@ -41,14 +41,16 @@ pub enum VideoCmd {
         out: OutArgs,
         /// Regenerate the frames in A..B (B excluded) or A..=B: frame numbers
         /// (12) or times from the first frame (1.5s, 0:01.5).
-        #[arg(long, conflicts_with_all = ["dups", "plan"])]
+        /// With --plan: must be the plan's (`weft plan --range`).
+        #[arg(long, conflicts_with = "dups")]
         range: Option<String>,
         /// Replace frames that repeat the one before (frozen / duplicated).
-        #[arg(long, conflicts_with = "plan")]
+        #[arg(long)]
         dups: bool,
-        /// With --dups: largest mean difference (8-bit levels) still a repeat.
-        #[arg(long, default_value_t = 0.5, requires = "dups")]
-        dup_tolerance: f64,
+        /// With --dups: largest mean difference (8-bit levels) still a repeat
+        /// (default 0.5).
+        #[arg(long, value_name = "X", requires = "dups")]
+        dup_tolerance: Option<f64>,
         /// Leave gaps longer than N frames as they are (and report them).
         #[arg(long, value_name = "N", conflicts_with = "plan")]
         max_gap: Option<i64>,
@@ -59,7 +61,7 @@ pub enum VideoCmd {
         /// Convert to constant frame rate RATE (60, 50, 30000/1001): slots on
         /// which an original sits pass it unchanged, the others are generated
         /// at their own time; holes are filled on the way.
-        #[arg(long, value_name = "RATE", conflicts_with_all = ["range", "dups", "max_gap", "plan"])]
+        #[arg(long, value_name = "RATE", conflicts_with_all = ["range", "dups", "max_gap"])]
         fps: Option<String>,
         #[command(flatten)]
         shard: ShardArgs,
@@ -71,8 +73,9 @@ pub enum VideoCmd {
     /// gets longer, the audio does not (with --backward it is delayed to stay
     /// in sync with the original frames).
     Extend {
-        /// Input video.
-        input: PathBuf,
+        /// Input video (not with --plan: the plan names it).
+        #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+        input: Option<PathBuf>,
         #[command(flatten)]
         out: OutArgs,
         #[command(flatten)]
@@ -87,15 +90,17 @@ pub enum VideoCmd {
     },
     /// Turn a still image into a clip whose first frame is the image.
     Animate {
-        /// Input image (PNG, JPEG, ... anything FFmpeg reads).
-        image: PathBuf,
+        /// Input image (PNG, JPEG, ... anything FFmpeg reads; not with
+        /// --plan: the plan names it).
+        #[arg(required_unless_present = "plan", conflicts_with = "plan")]
+        image: Option<PathBuf>,
         #[command(flatten)]
         out: OutArgs,
         #[command(flatten)]
         len: Length,
-        /// Frame rate of the clip (25, 29.97, 30000/1001).
-        #[arg(long, default_value = "25")]
-        fps: String,
+        /// Frame rate of the clip (25, 29.97, 30000/1001; default 25).
+        #[arg(long, value_name = "RATE")]
+        fps: Option<String>,
         #[command(flatten)]
         shard: ShardArgs,
         #[command(flatten)]
@@ -124,14 +129,14 @@ pub struct OutArgs {
     overwrite: bool,
 }
 
+/// --frames or --seconds (one of them; with --plan, the plan's unless given).
 #[derive(Args)]
-#[group(required = true, multiple = false)]
 pub struct Length {
     /// Number of frames (extend: frames added; animate: frames in the clip).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", required_unless_present_any = ["seconds", "plan"])]
     frames: Option<usize>,
     /// Length in seconds instead of frames.
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", conflicts_with = "frames")]
     seconds: Option<f64>,
 }
 
@@ -444,7 +449,7 @@ fn frames(len: &Length, rate: impl FnOnce() -> pipeline::Result<pipeline::Ratio>
         (Some(0), _) => anyhow::bail!("--frames must be at least 1"),
         (Some(n), _) => Ok(n),
         (None, Some(s)) => Ok(pipeline::frames_for_seconds(s, rate()?)?),
-        (None, None) => unreachable!("clap requires one"),
+        (None, None) => unreachable!("clap requires one without --plan"),
     }
 }
 
@@ -517,8 +522,9 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
                 println!("scene cuts: {}", cuts.join(", "));
             }
         }
-        VideoCmd::Infill { shard: ShardArgs { plan: Some(plan), shard: Some(k) }, common, .. } => {
-            super::shard::run_infill(&plan, k, &common)?;
+        VideoCmd::Infill { shard: ShardArgs { plan: Some(plan), shard: Some(k) }, range, dups, dup_tolerance, fps, common, .. } => {
+            let given = Given { range, dups, dup_tolerance, fps, ..Default::default() };
+            super::shard::run_shard("infill", &plan, k, &given, &common)?;
         }
         VideoCmd::Infill { input: Some(input), out, fps: Some(fps), scene_threshold, common, .. } => {
             let rate = pipeline::parse_fps(&fps)?;
@@ -553,7 +559,7 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
         VideoCmd::Infill { input: Some(input), out, range, dups, dup_tolerance, max_gap, scene_threshold, common, fps: None, .. } => {
             let select = match (range, dups) {
                 (Some(r), _) => Select::Range(r.parse::<FrameRange>()?),
-                (None, true) => Select::Dups { tolerance: dup_tolerance },
+                (None, true) => Select::Dups { tolerance: dup_tolerance.unwrap_or(0.5) },
                 (None, false) => Select::Gaps,
             };
             pipeline::check_input(&input)?;
@@ -563,8 +569,15 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
             say_done(common.quiet, out.path(), &s);
         }
         VideoCmd::Infill { .. } => unreachable!("clap requires IN or --plan, and --shard with --plan"),
-        VideoCmd::Extend { input, out, len, backward, shard, common } => {
-            shard.refuse("extend", "the frames it adds continue from the clip's end")?;
+        VideoCmd::Extend { shard: ShardArgs { plan: Some(plan), shard: Some(k) }, len, backward, common, .. } => {
+            let given = Given { frames: len.frames, seconds: len.seconds, backward, ..Default::default() };
+            super::shard::run_shard("extend", &plan, k, &given, &common)?;
+        }
+        VideoCmd::Animate { shard: ShardArgs { plan: Some(plan), shard: Some(k) }, len, fps, common, .. } => {
+            let given = Given { frames: len.frames, seconds: len.seconds, fps, ..Default::default() };
+            super::shard::run_shard("animate", &plan, k, &given, &common)?;
+        }
+        VideoCmd::Extend { input: Some(input), out, len, backward, common, .. } => {
             pipeline::check_input(&input)?;
             let n = frames(&len, || pipeline::frame_rate(&input))?;
             let (model, opts, progress) = common.load()?;
@@ -572,15 +585,15 @@ pub fn run(cmd: VideoCmd) -> anyhow::Result<()> {
             let s = pipeline::extend(&model, &input, out.path(), n, dir, &out_opts(&out), &opts, &progress)?;
             say_done(common.quiet, out.path(), &s);
         }
-        VideoCmd::Animate { image, out, len, fps, shard, common } => {
-            shard.refuse("animate", "every frame of the clip follows from the one still")?;
-            let rate = pipeline::parse_rate(&fps)?;
+        VideoCmd::Animate { image: Some(image), out, len, fps, common, .. } => {
+            let rate = pipeline::parse_rate(fps.as_deref().unwrap_or("25"))?;
             let n = frames(&len, || Ok(rate))?;
             pipeline::check_input(&image)?;
             let (model, opts, progress) = common.load()?;
             let s = pipeline::animate(&model, &image, out.path(), n, rate, &out_opts(&out), &opts, &progress)?;
             say_done(common.quiet, out.path(), &s);
         }
+        VideoCmd::Extend { .. } | VideoCmd::Animate { .. } => unreachable!("clap requires IN or --plan, and --shard with --plan"),
     }
     Ok(())
 }

@@ -1,7 +1,10 @@
 //! `weft join`: the segments of a sharded job put back together, without
 //! re-encoding. The video packets are copied from the segments in order,
-//! their timestamps put back on the input's frame grid; audio and every
-//! other stream are copied from the input once, as a single run copies them.
+//! their timestamps put back on the output's frame grid (the input's, or
+//! with `--fps` the converted one); audio and every other stream are copied
+//! from the input once, as a single run copies them. The segment of a
+//! per-file shard (extend, animate) is already the whole output: it is
+//! remuxed (every stream copied) to the output's name and container.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +13,7 @@ use ff::Rational;
 
 use super::input::Reader;
 use super::output::{Muxer, add_video_stream};
-use super::shard::{PlanInput, ShardPlan};
+use super::shard::{PlanInput, PlanJob, ShardPlan};
 use super::timeline::Grid;
 use super::{Error, Progress, Result, input_err};
 
@@ -71,14 +74,14 @@ pub fn join(plan: &ShardPlan, plan_path: &Path, out: &Path, overwrite: bool, pro
     for s in &plan.shards {
         let seg = plan.segment_path(plan_path, s.index);
         if !seg.is_file() {
+            let input = plan.inputs[s.input].path.display();
+            let what = if plan.job.per_file() { format!("{input}") } else { format!("frames {}..{} of {input}", s.start, s.end) };
             return Err(input_err(
                 &seg,
                 format!(
-                    "shard {} (frames {}..{} of {}) has no segment yet: run `weft infill --plan {} --shard {}`",
+                    "shard {} ({what}) has no segment yet: run `weft {} --plan {} --shard {}`",
                     s.index,
-                    s.start,
-                    s.end,
-                    plan.inputs[s.input].path.display(),
+                    plan.job.command(),
                     plan_path.display(),
                     s.index
                 ),
@@ -91,10 +94,85 @@ pub fn join(plan: &ShardPlan, plan_path: &Path, out: &Path, overwrite: bool, pro
     let mut written = Vec::new();
     for (i, o) in outs.iter().enumerate() {
         let segs: Vec<PathBuf> = plan.shards_of(i).map(|s| plan.segment_path(plan_path, s.index)).collect();
-        let n = join_input(&plan.inputs[i], &segs, o, overwrite, progress)?;
+        let input = &plan.inputs[i];
+        let n = match (&plan.job, input.grid) {
+            (job, _) if job.per_file() => remux(&segs[0], o, overwrite, progress)?,
+            (PlanJob::Fps { rate }, Some(grid)) => {
+                let grid = super::retime::out_grid(grid, *rate)?;
+                join_input(input, grid, &segs, o, overwrite, progress)?
+            }
+            (_, Some(grid)) => join_input(input, grid, &segs, o, overwrite, progress)?,
+            (_, None) => unreachable!("ShardPlan::load checks that a cut job's inputs have a grid"),
+        };
         written.push((o.clone(), n));
     }
     Ok(written)
+}
+
+/// Copies every stream of `seg` (a per-file shard's whole output) to `out`,
+/// in `out`'s container. Matroska keeps presentation times only: decoding
+/// times are rebuilt as `join_input` rebuilds them.
+fn remux(seg: &Path, out: &Path, overwrite: bool, progress: &Progress) -> Result<u64> {
+    let open = || ff::format::input(&seg).map_err(|e| input_err(seg, format!("cannot open the segment: {}", super::input::describe(e))));
+    let mut ictx = open()?;
+    let video = ictx
+        .streams()
+        .best(ff::media::Type::Video)
+        .map(|s| s.index())
+        .ok_or_else(|| input_err(seg, "not a weft segment (no video stream)"))?;
+    let read_err = |e: ff::Error| input_err(seg, format!("cannot read the segment: {}", super::input::describe(e)));
+    let mut pts = Vec::new();
+    loop {
+        let mut p = ff::Packet::empty();
+        match p.read(&mut ictx) {
+            Ok(()) if p.stream() == video => pts.push(p.pts().ok_or_else(|| input_err(seg, "a video packet without a timestamp"))?),
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    let mut sorted = pts.clone();
+    sorted.sort_unstable();
+    let delay = sorted.iter().zip(&pts).map(|(s, p)| s - p).max().unwrap_or(0);
+    let mut ictx = open()?;
+    let (params, tb, rate) = {
+        let s = ictx.stream(video).expect("found");
+        (s.parameters(), s.time_base(), s.avg_frame_rate())
+    };
+    let mut mux = Muxer::create(out, overwrite)?;
+    check_holds(&mux, out, &params)?;
+    mux.add_streams(Some((&ictx, video)), 0.0, progress, |octx| {
+        add_video_stream(octx, out, ff::encoder::find(ff::codec::Id::None), params, tb, rate)
+    })?;
+    let mut j = 0;
+    loop {
+        let mut p = ff::Packet::empty();
+        match p.read(&mut ictx) {
+            Ok(()) if p.stream() == video => {
+                let dts = sorted.get(j).ok_or_else(|| input_err(seg, "changed while it was being joined"))?;
+                p.set_dts(Some(dts - delay));
+                j += 1;
+                mux.write_video(p, tb)?;
+            }
+            Ok(()) => mux.write_packet(p)?,
+            Err(ff::Error::Eof) => break,
+            Err(e) => return Err(read_err(e)),
+        }
+    }
+    mux.finish()?;
+    Ok(j as u64)
+}
+
+/// An error unless `out`'s container holds the segments' video codec.
+fn check_holds(mux: &Muxer, out: &Path, params: &ff::codec::Parameters) -> Result<()> {
+    if mux.holds(params.id()) {
+        return Ok(());
+    }
+    let codec = ff::decoder::find(params.id()).map(|c| c.name().to_string()).unwrap_or_else(|| format!("{:?}", params.id()));
+    Err(Error::Output {
+        path: out.to_path_buf(),
+        reason: format!("its container cannot hold the segments' {codec} video (the plan's --codec): join to .mkv"),
+    })
 }
 
 /// Timestamps of a packet in seconds, for interleaving.
@@ -102,8 +180,8 @@ fn secs(p: &ff::Packet, tb: Rational) -> f64 {
     p.dts().or(p.pts()).unwrap_or(0) as f64 * tb.numerator() as f64 / tb.denominator() as f64
 }
 
-fn join_input(input: &PlanInput, segs: &[PathBuf], out: &Path, overwrite: bool, progress: &Progress) -> Result<u64> {
-    let grid = input.grid;
+/// Joins one input's segments, whose frames are on `grid`.
+fn join_input(input: &PlanInput, grid: Grid, segs: &[PathBuf], out: &Path, overwrite: bool, progress: &Progress) -> Result<u64> {
     let tb = Rational::new(grid.time_base.num as i32, grid.time_base.den as i32);
     // Decoding delay: segments may reorder frames (B-frames), and matroska
     // keeps presentation times only. Decoding timestamps are rebuilt from the
@@ -131,6 +209,7 @@ fn join_input(input: &PlanInput, segs: &[PathBuf], out: &Path, overwrite: bool, 
     let first = Segment::open(&segs[0])?;
     let params = first.ictx.stream(0).expect("checked").parameters();
     let mut mux = Muxer::create(out, overwrite)?;
+    check_holds(&mux, out, &params)?;
     let rate = Rational::new(grid.rate.num as i32, grid.rate.den as i32);
     let video = source.video;
     mux.add_streams(Some((&source.ictx, video)), 0.0, progress, |octx| {

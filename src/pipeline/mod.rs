@@ -48,7 +48,7 @@ pub use extend::{animate, extend};
 pub use progress::{Progress, Report};
 pub use join::join;
 pub use retime::{RetimeOptions, parse_fps, retime};
-pub use shard::{Encoding, PlanOptions, ShardPlan, make_plan, run_shard};
+pub use shard::{Encoding, PlanJob, PlanOptions, ShardPlan, make_plan, run_shard};
 pub use timeline::{FrameRange, Gap, Grid, Ratio};
 
 /// Errors of the pipeline. Each names the file or argument at fault and
@@ -161,12 +161,17 @@ fn scan_size(w: u32, h: u32) -> (u32, u32) {
 /// Reads the video stream of `input` and reports the holes in its timeline
 /// and its scene cuts (`scene_score` above `scene_threshold`).
 pub fn gaps(input: &Path, scene_threshold: f64, progress: &Progress) -> Result<GapsReport> {
-    gaps_on_grid(input, scene_threshold, progress).map(|(r, _)| r)
+    scan(input, scene_threshold, None, progress).map(|(r, _, _)| r)
 }
 
-/// [`gaps`], and the frame grid the positions are on.
-fn gaps_on_grid(input: &Path, scene_threshold: f64, progress: &Progress) -> Result<(GapsReport, Grid)> {
+/// [`gaps`], the frame grid the positions are on, and with `dups` (a
+/// tolerance) the frames `infill --dups` would replace, found as it finds
+/// them (each decoded frame against the one before, at full size).
+fn scan(input: &Path, scene_threshold: f64, dups: Option<f64>, progress: &Progress) -> Result<(GapsReport, Grid, Vec<i64>)> {
     check_threshold(scene_threshold)?;
+    let mut dup_conv = Converter::new();
+    let mut prev_rgb: Option<Frame> = None;
+    let mut dup_frames = Vec::new();
     let mut reader = Reader::open(input, false)?;
     progress.set_total(reader.estimated_frames());
     let mut conv = Converter::new();
@@ -196,6 +201,13 @@ fn gaps_on_grid(input: &Path, scene_threshold: f64, progress: &Progress) -> Resu
         }
         let (sw, sh) = scan_size(frame.width(), frame.height());
         let small = conv.rgb_scaled_of(&frame, sw, sh).map_err(|e| input_err(input, e))?;
+        if let Some(tolerance) = dups {
+            let this = dup_conv.rgb_of(&frame).map_err(|e| input_err(input, e))?;
+            if prev_rgb.as_ref().is_some_and(|p| is_duplicate(p, &this, tolerance)) {
+                dup_frames.push(pos);
+            }
+            prev_rgb = Some(this);
+        }
         let mut cut = false;
         if let Some((ppos, p)) = &prev {
             let score = scene_score(p, &small);
@@ -218,7 +230,7 @@ fn gaps_on_grid(input: &Path, scene_threshold: f64, progress: &Progress) -> Resu
     report.duration = reader.grid().map(|g| g.seconds(report.slots)).unwrap_or(0.0);
     report.corrupt = reader.corrupt_events();
     progress.finish();
-    Ok((report, reader.grid().expect("finish checked that a frame was decoded")))
+    Ok((report, reader.grid().expect("finish checked that a frame was decoded"), dup_frames))
 }
 
 fn input_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -510,9 +522,6 @@ fn infill_part(
     progress: &Progress,
     part: Option<Part>,
 ) -> Result<Summary> {
-    if part.is_some() && opts.select != Select::Gaps {
-        return Err(Error::Args("only the filling of gaps can be sharded".into()));
-    }
     check_threshold(opts.scene_threshold)?;
     if opts.max_gap.is_some_and(|m| m < 1) {
         return Err(Error::Args("--max-gap must be at least 1".into()));
@@ -571,7 +580,9 @@ fn infill_part(
             };
             if drop {
                 marked.insert(d.pos);
-                job.summary.replaced += 1;
+                if inside(d.pos) {
+                    job.summary.replaced += 1;
+                }
             } else {
                 queue.push_back(Held { pos: d.pos, frame: d.frame, rgb });
             }
@@ -613,7 +624,8 @@ fn infill_part(
             history.pop_front();
         }
     }
-    if let (Some((a, b)), Some((first, last))) = (range, span) {
+    // (A shard's range was checked against the whole clip by the plan.)
+    if let (Some((a, b)), Some((first, last)), None) = (range, span, part) {
         let grid = job.reader.grid().expect("a frame was decoded");
         let clip = format!("frames {first}..={last}, {:.2} s to {:.2} s", grid.seconds(first), grid.seconds(last));
         if b <= first || a > last {
@@ -628,8 +640,9 @@ fn infill_part(
             ));
         }
     }
-    // Selected frames at the very end: generate forward from the last kept frame.
-    if let (Some(&last_marked), Some(last)) = (marked.last(), history.back().map(|h| h.pos))
+    // Selected frames at the very end: generate forward from the last kept
+    // frame (not in a shard that stopped before the end: they are another's).
+    if let (Some(&last_marked), Some(last), false) = (marked.last(), history.back().map(|h| h.pos), job.stopped_early)
         && last_marked > last
     {
         let gap = Gap { start: last + 1, count: last_marked - last };

@@ -30,7 +30,7 @@ use super::input::{Decoded, Event, Reader};
 use super::output::{self, Writer};
 use super::timeline::{Gap, Grid, Ratio};
 use super::{
-    Error, Held, Job, OutputOptions, Progress, Result, Summary, check_threshold, input_err, same_scene, spec_for,
+    Error, Held, Job, OutputOptions, Part, Progress, Result, Summary, check_threshold, input_err, same_scene, spec_for,
 };
 use crate::analysis::scene_score;
 use crate::frame::Frame;
@@ -98,7 +98,7 @@ fn ticks(rate_in: Ratio, rate_out: Ratio) -> Option<(i64, i64)> {
 /// The output grid: `rate` from the input's first frame, in the input's
 /// time base when that holds every output frame time exactly, else in a
 /// time base of about 1/90000 s that does.
-fn out_grid(input: Grid, rate: Ratio) -> Result<Grid> {
+pub(super) fn out_grid(input: Grid, rate: Ratio) -> Result<Grid> {
     let (num, den) = reduced(rate);
     let tb = input.time_base;
     let (n, d) = (den * tb.den as i128, num * tb.num as i128);
@@ -119,8 +119,25 @@ fn out_grid(input: Grid, rate: Ratio) -> Result<Grid> {
     Ok(Grid { t0: t0 as i64, time_base, rate })
 }
 
+/// `rate` reduced, checked to be a rate `retime` converts `in_rate` to:
+/// the rate and the ticks per input and per output frame.
+pub(super) fn check_rates(in_rate: Ratio, rate: Ratio) -> Result<(Ratio, i64, i64)> {
+    if rate.den <= 0 || rate.num <= 0 || rate.as_f64() > 1000.0 {
+        return Err(Error::Args(format!("--fps must be in (0, 1000], got {rate}")));
+    }
+    let rate = {
+        let (num, den) = reduced(rate);
+        Ratio::new(num as i64, den as i64).expect("den > 0")
+    };
+    let (in_step, out_step) = ticks(in_rate, rate).ok_or_else(|| {
+        Error::Args(format!("--fps {rate}: no common frame grid with the input's {in_rate} fps (pick a simpler rate)"))
+    })?;
+    Ok((rate, in_step, out_step))
+}
+
 /// The first decoded frame; creates the job's writer on the output grid
-/// (other streams' packets read before it are kept for the writer).
+/// (other streams' packets read before it are kept for the writer, which
+/// copies them unless the job writes a shard's segment).
 fn first_frame(job: &mut Job<'_>, rate: Ratio) -> Result<Option<Decoded>> {
     loop {
         match job.reader.next(job.progress)? {
@@ -129,8 +146,8 @@ fn first_frame(job: &mut Job<'_>, rate: Ratio) -> Result<Option<Decoded>> {
             Some(Event::Frame(d)) => {
                 let grid = out_grid(job.reader.grid().expect("set with the first frame"), rate)?;
                 let spec = spec_for(&d.frame, grid, 0);
-                let mut w =
-                    Writer::create(job.output, job.out_opts, &spec, Some((&job.reader.ictx, job.reader.video)), job.progress)?;
+                let streams = (!job.segment).then_some((&job.reader.ictx, job.reader.video));
+                let mut w = Writer::create(job.output, job.out_opts, &spec, streams, job.progress)?;
                 for p in job.pending.drain(..) {
                     w.write_packet(p)?;
                 }
@@ -155,33 +172,56 @@ pub fn retime(
     genopts: &GenerateOptions,
     progress: &Progress,
 ) -> Result<Summary> {
+    retime_part(model, input, output, opts, out_opts, genopts, progress, None)
+}
+
+/// [`retime`], or with `part` one shard of it, video only: the output slots
+/// from the time of input position `part.start` up to (not including) that
+/// of `part.end`. Decoding starts `margin` frames before the shard as in
+/// [`super::infill_part`]; originals before the shard are context only.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn retime_part(
+    model: &Model,
+    input: &Path,
+    output: &Path,
+    opts: &RetimeOptions,
+    out_opts: &OutputOptions,
+    genopts: &GenerateOptions,
+    progress: &Progress,
+    part: Option<Part>,
+) -> Result<Summary> {
     check_threshold(opts.scene_threshold)?;
     if opts.rate.den <= 0 || opts.rate.num <= 0 || opts.rate.as_f64() > 1000.0 {
         return Err(Error::Args(format!("--fps must be in (0, 1000], got {}", opts.rate)));
     }
-    let rate = {
-        let (num, den) = reduced(opts.rate);
-        Ratio::new(num as i64, den as i64).expect("den > 0")
-    };
     output::check_output_path(output, out_opts.overwrite)?;
-    let reader = Reader::open(input, true)?;
-    let in_rate = reader.rate;
-    let (in_step, out_step) = ticks(in_rate, rate).ok_or_else(|| {
-        Error::Args(format!("--fps {rate}: no common frame grid with the input's {in_rate} fps (pick a simpler rate)"))
-    })?;
-    progress.set_total(reader.estimated_frames().map(|n| (n as f64 * in_step as f64 / out_step as f64).ceil() as u64));
     let k = crate::tasks::known_context(model, genopts, crate::tasks::MAX_VALIDATION_CONTEXT).max(1);
+    let reader = match part {
+        Some(p) if k as i64 <= p.margin => Reader::open_at(input, p.grid, p.start - p.margin)?,
+        Some(_) => Reader::open(input, false)?,
+        None => Reader::open(input, true)?,
+    };
+    let in_rate = reader.rate;
+    let (rate, in_step, out_step) = check_rates(in_rate, opts.rate)?;
+    let estimate = match part {
+        Some(p) => Some((p.end - p.start) as u64),
+        None => reader.estimated_frames(),
+    };
+    progress.set_total(estimate.map(|n| (n as f64 * in_step as f64 / out_step as f64).ceil() as u64));
     let mut job = Job::new(input, output, model, genopts, out_opts, progress, reader, 0);
+    job.segment = part.is_some();
     let Some(first) = first_frame(&mut job, rate)? else {
         // No frame at all: let the reader name the problem.
         job.reader.finish(progress)?;
         return Err(input_err(input, "the video stream has no frames"));
     };
+    let inside = |pos: i64| part.is_none_or(|p| p.start <= pos && pos < p.end);
     let mut queue: VecDeque<Held> = VecDeque::from([Held { pos: first.pos, frame: first.frame, rgb: None }]);
     let mut history: VecDeque<Held> = VecDeque::new();
     let mut eof = false;
-    // The next output slot to write, and originals not on the output grid.
-    let mut next = 0i64;
+    // The next output slot to write (a shard's first: the first slot at or
+    // after its start), and originals not on the output grid.
+    let mut next = part.map_or(0, |p| (p.start * in_step + out_step - 1).div_euclid(out_step));
     let mut skipped = 0u64;
     let mut cuts = 0u64;
     loop {
@@ -196,10 +236,23 @@ pub fn retime(
         if let Some(prev) = history.back() {
             if item.pos > prev.pos + 1 {
                 let gap = Gap { start: prev.pos + 1, count: item.pos - prev.pos - 1 };
-                let grid = job.reader.grid().expect("a frame was decoded");
-                super::check_hole(input, gap, grid, "cut the input there first, e.g. with ffmpeg -t")?;
-                job.summary.filled.push(gap);
+                if inside(gap.start) != inside(gap.end() - 1) {
+                    return Err(input_err(
+                        input,
+                        format!(
+                            "frames {}..{} are missing across the edge of the shard: the input is not the one planned (make the plan again)",
+                            gap.start,
+                            gap.end()
+                        ),
+                    ));
+                }
+                if inside(gap.start) {
+                    let grid = job.reader.grid().expect("a frame was decoded");
+                    super::check_hole(input, gap, grid, "cut the input there first, e.g. with ffmpeg -t")?;
+                    job.summary.filled.push(gap);
+                }
             }
+            // (Before a shard's start no slot is due: `next` is past them.)
             let mut slots = Vec::new();
             while next * out_step < at {
                 slots.push(next);
@@ -209,10 +262,17 @@ pub fn retime(
                 cuts += 1;
             }
         }
+        if let Some(p) = part
+            && item.pos >= p.end
+        {
+            // The slots up to the shard's end are written; the rest are the next shard's.
+            job.stopped_early = true;
+            break;
+        }
         if next * out_step == at {
             job.write_original(next, &item.frame)?;
             next += 1;
-        } else {
+        } else if inside(item.pos) {
             skipped += 1;
         }
         history.push_back(item);
@@ -220,14 +280,21 @@ pub fn retime(
             history.pop_front();
         }
     }
-    // The last original lasts one input frame: slots before its end hold it.
-    let last = history.back().expect("a frame was decoded");
-    let end = (last.pos + 1) * in_step;
-    let tail: Video = last.frame.clone();
-    while next * out_step < end {
-        job.write_original(next, &tail)?;
-        job.summary.held += 1;
-        next += 1;
+    if !job.stopped_early {
+        // The last original lasts one input frame: slots before its end hold it.
+        let last = history.back().expect("a frame was decoded");
+        let end = (last.pos + 1) * in_step;
+        let tail: Video = last.frame.clone();
+        while next * out_step < end {
+            job.write_original(next, &tail)?;
+            job.summary.held += 1;
+            next += 1;
+        }
+    }
+    if let Some(p) = part
+        && job.writer.as_ref().is_some_and(|w| w.frames == 0)
+    {
+        return Err(input_err(input, format!("no frame in the shard's range {}..{}: the input is not the one planned", p.start, p.end)));
     }
     if !job.summary.filled.is_empty() {
         let missing: i64 = job.summary.filled.iter().map(|g| g.count).sum();

@@ -1,28 +1,38 @@
-//! Cutting infill jobs into shards that run on any machine, in any order.
+//! Cutting jobs into shards that run on any machine, in any order.
 //!
-//! A plan (`weft plan`, JSON) lists its input files and, for each, the
-//! holes in its timeline and the points where it is cut. A cut falls
-//! between two real frames with at least `margin` real frames on each side
-//! before the nearest hole (at a scene cut where one is near), so no model
-//! window crosses it: every generated frame depends only on the real frames
-//! around its own hole, and its noise seed on its position. A shard is a
-//! run of frame positions of one input; running it (`weft infill --plan P
-//! --shard K`) encodes exactly those frames into its own segment file (a
-//! fresh encode, so it starts on a keyframe), written under a temporary name
-//! and renamed: a retried shard rewrites the same file. `join` puts the
-//! segments back together without re-encoding.
+//! A plan (`weft plan`, JSON) records the job (which frames are generated:
+//! [`PlanJob`]), its input files and, for each, the holes in its timeline,
+//! the present frames the job regenerates (`--range`, `--dups`) and the
+//! points where it is cut. A cut falls between two real frames with at
+//! least `margin` real frames on each side before the nearest hole or
+//! regenerated frame (at a scene cut where one is near), so no model window
+//! crosses it: every generated frame depends only on the real frames around
+//! its own run, and its noise seed on its position. A shard is a run of
+//! frame positions of one input; running it (`weft infill --plan P --shard
+//! K`) encodes exactly the output frames of those positions into its own
+//! segment file (a fresh encode, so it starts on a keyframe), written under
+//! a temporary name and renamed: a retried shard rewrites the same file.
+//! `join` puts the segments back together without re-encoding.
+//!
+//! `extend` and `animate` plans have one shard per input file (an
+//! extension continues from its clip's end, an animation from its one
+//! still: there is nothing to cut). Such a shard writes the whole output
+//! for its file (audio included) as its segment, and `join` remuxes it to
+//! the output name.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::timeline::Grid;
+use super::timeline::{FrameRange, Grid, Ratio};
 use super::{Error, InfillOptions, OutputOptions, Progress, Result, Select, Summary, input_err};
 use crate::model::Model;
 use crate::tasks::GenerateOptions;
 
-/// The plan format this weft writes and reads.
-pub const PLAN_VERSION: u32 = 1;
+/// The plan format this weft writes. Version 1 plans (filling gaps, no
+/// `job`) are read too; a weft that reads only version 1 refuses version 2
+/// rather than run a `--range` plan as a filling of gaps.
+pub const PLAN_VERSION: u32 = 2;
 
 /// Real frames kept between a cut and the nearest hole, on each side: the
 /// most context frames the embedded interpolator's estimator choice reads,
@@ -48,6 +58,111 @@ pub struct Span {
     pub count: i64,
 }
 
+/// What the shards of a plan do: the job options that decide which frames
+/// are generated, fixed by the plan so that every shard plans alike.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PlanJob {
+    /// `weft infill`: fill every hole.
+    #[default]
+    Gaps,
+    /// `weft infill --range A..B`: regenerate the frames in the range (and
+    /// fill the holes that touch it; other holes are left).
+    Range { range: String },
+    /// `weft infill --dups --dup-tolerance X`: replace repeated frames (and
+    /// fill the holes next to them; other holes are left).
+    Dups { tolerance: f64 },
+    /// `weft infill --fps RATE`: convert to constant frame rate RATE.
+    Fps { rate: Ratio },
+    /// `weft extend`: one shard per file, each adding `frames` (or
+    /// `seconds` at the file's rate) after it, or before it.
+    Extend { frames: Option<usize>, seconds: Option<f64>, backward: bool },
+    /// `weft animate`: one shard per still, each a clip at `fps`.
+    Animate { frames: Option<usize>, seconds: Option<f64>, fps: Ratio },
+}
+
+impl PlanJob {
+    /// Whether each input file is one shard (nothing is cut).
+    pub fn per_file(&self) -> bool {
+        matches!(self, PlanJob::Extend { .. } | PlanJob::Animate { .. })
+    }
+
+    /// The weft command that runs a shard of this job.
+    pub fn command(&self) -> &'static str {
+        match self {
+            PlanJob::Extend { .. } => "extend",
+            PlanJob::Animate { .. } => "animate",
+            _ => "infill",
+        }
+    }
+
+    /// The job as the options of its command (for messages).
+    pub fn describe(&self) -> String {
+        let len = |frames: &Option<usize>, seconds: &Option<f64>| match (frames, seconds) {
+            (Some(n), _) => format!("--frames {n}"),
+            (None, Some(s)) => format!("--seconds {s}"),
+            (None, None) => "no length".into(),
+        };
+        match self {
+            PlanJob::Gaps => "weft infill (filling gaps: no --range, --dups or --fps)".into(),
+            PlanJob::Range { range } => format!("weft infill --range {range}"),
+            PlanJob::Dups { tolerance } => format!("weft infill --dups --dup-tolerance {tolerance}"),
+            PlanJob::Fps { rate } => format!("weft infill --fps {rate}"),
+            PlanJob::Extend { frames, seconds, backward } => {
+                format!("weft extend {}{}", len(frames, seconds), if *backward { " --backward" } else { "" })
+            }
+            PlanJob::Animate { frames, seconds, fps } => format!("weft animate {} --fps {fps}", len(frames, seconds)),
+        }
+    }
+
+    /// The frames `infill` selects, for the jobs `infill` runs alone.
+    fn select(&self) -> Result<Option<Select>> {
+        Ok(match self {
+            PlanJob::Gaps => Some(Select::Gaps),
+            PlanJob::Range { range } => Some(Select::Range(range.parse::<FrameRange>()?)),
+            PlanJob::Dups { tolerance } => Some(Select::Dups { tolerance: *tolerance }),
+            _ => None,
+        })
+    }
+
+    /// Checks the options on their own (before any input is read).
+    fn check(&self) -> Result<()> {
+        match self {
+            PlanJob::Gaps | PlanJob::Range { .. } => {
+                self.select()?;
+            }
+            PlanJob::Dups { tolerance } => {
+                if !(0.0..=255.0).contains(tolerance) {
+                    return Err(args(format!("duplicate tolerance must be in 0..=255, got {tolerance}")));
+                }
+            }
+            PlanJob::Fps { rate } => {
+                if rate.den <= 0 || rate.num <= 0 || rate.as_f64() > 1000.0 {
+                    return Err(args(format!("--fps must be in (0, 1000], got {rate}")));
+                }
+            }
+            PlanJob::Extend { frames, seconds, .. } | PlanJob::Animate { frames, seconds, .. } => {
+                let cmd = self.command();
+                match (frames, seconds) {
+                    (Some(0), _) => return Err(args("--frames must be at least 1")),
+                    (Some(_), Some(_)) => return Err(args("give --frames or --seconds, not both")),
+                    (None, None) => return Err(args(format!("a {cmd} plan needs --frames N or --seconds S"))),
+                    (None, Some(s)) if !(s.is_finite() && *s > 0.0) => {
+                        return Err(args(format!("--seconds must be positive, got {s}")));
+                    }
+                    _ => {}
+                }
+                if let PlanJob::Animate { fps, .. } = self
+                    && (fps.num <= 0 || fps.den <= 0 || fps.as_f64() > 1000.0)
+                {
+                    return Err(args(format!("frame rate must be in (0, 1000], got {fps}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One input file of a plan.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PlanInput {
@@ -55,34 +170,54 @@ pub struct PlanInput {
     pub path: PathBuf,
     /// Its size when planned: a shard refuses a file that changed since.
     pub bytes: u64,
-    /// Its frame grid (first frame's timestamp, time base, frame rate).
-    pub grid: Grid,
-    /// Frames decoded, and slots from the first frame to the last.
+    /// Its frame grid (first frame's timestamp, time base, frame rate);
+    /// none for the inputs of a per-file plan (extend, animate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid: Option<Grid>,
+    /// Frames decoded, and slots from the first frame to the last (0 in a
+    /// per-file plan: its inputs are not read ahead).
+    #[serde(default)]
     pub frames: u64,
+    #[serde(default)]
     pub slots: i64,
+    #[serde(default)]
     pub gaps: Vec<Span>,
+    /// Present frames the job regenerates (`--range`, `--dups`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<Span>,
+    #[serde(default)]
     pub scene_cuts: Vec<i64>,
     /// The joined file's name when a plan of several inputs is joined into a folder.
     pub name: String,
 }
 
-/// One unit of work: frame positions `start..end` of input `input`.
+/// One unit of work: frame positions `start..end` of input `input` (with
+/// `--fps`, the output frames from the time of `start` to that of `end`);
+/// in a per-file plan (`frames` set) the whole file, `start` and `end` 0.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Shard {
     pub index: usize,
     pub input: usize,
     pub start: i64,
     pub end: i64,
-    /// Missing frames inside (the frames it generates, unless `max_gap` leaves some).
+    /// Missing and regenerated frames inside (the frames it generates,
+    /// unless `max_gap` or the selection leaves some holes).
     pub missing: i64,
+    /// A per-file shard's frames to make: added by `extend`, the clip's
+    /// length for `animate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<usize>,
     /// Its segment file, relative to the plan file's folder.
     pub segment: PathBuf,
 }
 
-/// A sharded infill job.
+/// A sharded job.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ShardPlan {
     pub version: u32,
+    /// What the shards do (version 1 plans: filling gaps).
+    #[serde(default)]
+    pub job: PlanJob,
     pub margin: i64,
     pub scene_threshold: f64,
     pub max_gap: Option<i64>,
@@ -95,12 +230,13 @@ pub struct ShardPlan {
 #[derive(Clone, Debug)]
 pub struct PlanOptions {
     /// Shards wanted in all (at least one per input; fewer when a file has
-    /// too few places to cut).
+    /// too few places to cut). Per-file jobs have one shard per input.
     pub shards: usize,
     pub margin: i64,
     pub scene_threshold: f64,
     pub max_gap: Option<i64>,
     pub encoding: Encoding,
+    pub job: PlanJob,
 }
 
 fn args(msg: impl Into<String>) -> Error {
@@ -204,9 +340,57 @@ pub fn cut_points(slots: i64, gaps: &[Span], scene_cuts: &[i64], n: usize, margi
     cuts
 }
 
-/// Reads every input's timeline and cuts the job into shards. `plan_path`:
-/// where the plan will be saved (segments go in `PLAN.segments/`).
+/// Merges runs of positions (gaps and regenerated frames) into sorted,
+/// disjoint, non-adjacent runs.
+fn merge_spans(spans: impl IntoIterator<Item = Span>) -> Vec<Span> {
+    let mut v: Vec<Span> = spans.into_iter().filter(|s| s.count > 0).collect();
+    v.sort_by_key(|s| s.start);
+    let mut out: Vec<Span> = Vec::new();
+    for s in v {
+        match out.last_mut() {
+            Some(l) if s.start <= l.start + l.count => l.count = l.count.max(s.start + s.count - l.start),
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+/// Runs of consecutive positions.
+fn runs(positions: impl IntoIterator<Item = i64>) -> Vec<Span> {
+    merge_spans(positions.into_iter().map(|p| Span { start: p, count: 1 }))
+}
+
+/// The present frames `job` regenerates in a clip of `slots` positions with
+/// holes `gaps` (`dups`: the repeated frames the scan found).
+fn replaced_frames(job: &PlanJob, path: &Path, grid: Grid, slots: i64, gaps: &[Span], dups: &[i64]) -> Result<Vec<Span>> {
+    match job {
+        PlanJob::Range { range } => {
+            let (a, b) = range.parse::<FrameRange>()?.positions(grid.rate)?;
+            let last = slots - 1;
+            if b <= 0 || a > last {
+                return Err(input_err(
+                    path,
+                    format!(
+                        "--range selects frames {a}..{} but the clip has frames 0..={last}, {:.2} s to {:.2} s: nothing to regenerate",
+                        b - 1,
+                        grid.seconds(0),
+                        grid.seconds(last)
+                    ),
+                ));
+            }
+            let missing = |p: i64| gaps.iter().any(|g| g.start <= p && p < g.start + g.count);
+            Ok(runs((a.max(0)..b.min(slots)).filter(|&p| !missing(p))))
+        }
+        PlanJob::Dups { .. } => Ok(runs(dups.iter().copied())),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Reads every input's timeline and cuts the job into shards (per-file
+/// jobs: one shard per input). `plan_path`: where the plan will be saved
+/// (segments go in `PLAN.segments/`).
 pub fn make_plan(inputs: &[PathBuf], plan_path: &Path, opts: &PlanOptions, progress: &Progress) -> Result<ShardPlan> {
+    opts.job.check()?;
     if opts.shards == 0 {
         return Err(args("--shards must be at least 1"));
     }
@@ -216,55 +400,98 @@ pub fn make_plan(inputs: &[PathBuf], plan_path: &Path, opts: &PlanOptions, progr
     if opts.max_gap.is_some_and(|m| m < 1) {
         return Err(args("--max-gap must be at least 1"));
     }
+    super::check_threshold(opts.scene_threshold)?;
     let files = expand_inputs(inputs)?;
-    let mut plan_inputs = Vec::new();
+    let mut plan_inputs: Vec<PlanInput> = Vec::new();
+    let mut lengths = Vec::new();
     for f in &files {
-        let (r, grid) = super::gaps_on_grid(f, opts.scene_threshold, progress)?;
-        let bytes = std::fs::metadata(f).map_err(|e| input_err(f, format!("cannot read: {e}")))?.len();
         let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
         let name = format!("{stem}.{SEGMENT_EXT}");
-        if let Some(other) = plan_inputs.iter().find(|i: &&PlanInput| i.name == name) {
+        if let Some(other) = plan_inputs.iter().find(|i| i.name == name) {
             return Err(args(format!(
                 "{} and {} would both join to {name}: rename one",
                 other.path.display(),
                 f.display()
             )));
         }
-        plan_inputs.push(PlanInput {
+        let mut input = PlanInput {
             path: f.clone(),
-            bytes,
-            grid,
-            frames: r.frames,
-            slots: r.slots,
-            gaps: r.gaps.iter().map(|g| Span { start: g.start, count: g.count }).collect(),
-            scene_cuts: r.scene_cuts.iter().map(|c| c.frame).collect(),
+            bytes: 0,
+            grid: None,
+            frames: 0,
+            slots: 0,
+            gaps: Vec::new(),
+            replaced: Vec::new(),
+            scene_cuts: Vec::new(),
             name,
-        });
+        };
+        match &opts.job {
+            PlanJob::Extend { frames, seconds, .. } => {
+                let rate = super::frame_rate(f)?;
+                let n = match (frames, seconds) {
+                    (Some(n), _) => *n,
+                    (None, s) => super::frames_for_seconds(s.expect("checked"), rate)?,
+                };
+                super::check_new_frames(n, "extending by", rate)?;
+                lengths.push(Some(n));
+            }
+            PlanJob::Animate { frames, seconds, fps } => {
+                super::check_input(f)?;
+                let n = match (frames, seconds) {
+                    (Some(n), _) => *n,
+                    (None, s) => super::frames_for_seconds(s.expect("checked"), *fps)?,
+                };
+                super::check_new_frames(n, "animating", *fps)?;
+                lengths.push(Some(n));
+            }
+            job => {
+                let dups = match job {
+                    PlanJob::Dups { tolerance } => Some(*tolerance),
+                    _ => None,
+                };
+                let (r, grid, dup_frames) = super::scan(f, opts.scene_threshold, dups, progress)?;
+                if let PlanJob::Fps { rate } = job {
+                    super::retime::check_rates(grid.rate, *rate)?;
+                }
+                input.gaps = r.gaps.iter().map(|g| Span { start: g.start, count: g.count }).collect();
+                input.replaced = replaced_frames(job, f, grid, r.slots, &input.gaps, &dup_frames)?;
+                input.grid = Some(grid);
+                input.frames = r.frames;
+                input.slots = r.slots;
+                input.scene_cuts = r.scene_cuts.iter().map(|c| c.frame).collect();
+                lengths.push(None);
+            }
+        }
+        input.bytes = std::fs::metadata(f).map_err(|e| input_err(f, format!("cannot read: {e}")))?.len();
+        plan_inputs.push(input);
     }
-    let counts = share(opts.shards, &plan_inputs.iter().map(|i| i.slots).collect::<Vec<_>>());
     let seg_dir = segments_dir_name(plan_path);
+    let segment = |index: usize| seg_dir.join(format!("shard-{index:05}.{SEGMENT_EXT}"));
     let mut shards = Vec::new();
-    for (i, (input, n)) in plan_inputs.iter().zip(counts).enumerate() {
-        let cuts = cut_points(input.slots, &input.gaps, &input.scene_cuts, n, opts.margin);
-        let mut bounds = vec![0];
-        bounds.extend(cuts);
-        bounds.push(input.slots);
-        for w in bounds.windows(2) {
-            let (start, end) = (w[0], w[1]);
-            let missing = input.gaps.iter().filter(|g| g.start >= start && g.start < end).map(|g| g.count).sum();
-            let index = shards.len();
-            shards.push(Shard {
-                index,
-                input: i,
-                start,
-                end,
-                missing,
-                segment: seg_dir.join(format!("shard-{index:05}.{SEGMENT_EXT}")),
-            });
+    if opts.job.per_file() {
+        for (i, n) in lengths.into_iter().enumerate() {
+            shards.push(Shard { index: i, input: i, start: 0, end: 0, missing: 0, frames: n, segment: segment(i) });
+        }
+    } else {
+        let counts = share(opts.shards, &plan_inputs.iter().map(|i| i.slots).collect::<Vec<_>>());
+        for (i, (input, n)) in plan_inputs.iter().zip(counts).enumerate() {
+            // Cuts keep clear of every run the job generates or leaves.
+            let holes = merge_spans(input.gaps.iter().chain(&input.replaced).copied());
+            let cuts = cut_points(input.slots, &holes, &input.scene_cuts, n, opts.margin);
+            let mut bounds = vec![0];
+            bounds.extend(cuts);
+            bounds.push(input.slots);
+            for w in bounds.windows(2) {
+                let (start, end) = (w[0], w[1]);
+                let missing = holes.iter().filter(|g| g.start >= start && g.start < end).map(|g| g.count).sum();
+                let index = shards.len();
+                shards.push(Shard { index, input: i, start, end, missing, frames: None, segment: segment(index) });
+            }
         }
     }
     Ok(ShardPlan {
         version: PLAN_VERSION,
+        job: opts.job.clone(),
         margin: opts.margin,
         scene_threshold: opts.scene_threshold,
         max_gap: opts.max_gap,
@@ -294,15 +521,21 @@ impl ShardPlan {
         let text = std::fs::read_to_string(path).map_err(|e| input_err(path, format!("cannot read the plan: {e}")))?;
         let plan: ShardPlan = serde_json::from_str(&text)
             .map_err(|e| input_err(path, format!("not a weft shard plan (make one with `weft plan`): {e}")))?;
-        if plan.version != PLAN_VERSION {
-            return Err(input_err(path, format!("plan version {} (this weft reads version {PLAN_VERSION})", plan.version)));
+        if !(1..=PLAN_VERSION).contains(&plan.version) || (plan.version == 1 && plan.job != PlanJob::Gaps) {
+            return Err(input_err(path, format!("plan version {} (this weft reads versions 1 to {PLAN_VERSION})", plan.version)));
         }
         if plan.shards.is_empty() {
             return Err(input_err(path, "the plan has no shards"));
         }
+        plan.job.check().map_err(|e| input_err(path, format!("the plan's job is damaged: {e}")))?;
+        let per_file = plan.job.per_file();
         for (k, s) in plan.shards.iter().enumerate() {
             let input = plan.inputs.get(s.input);
-            if s.index != k || input.is_none_or(|i| s.start < 0 || s.start >= s.end || s.end > i.slots) {
+            let fits = |i: &PlanInput| match per_file {
+                true => s.frames.is_some_and(|n| n >= 1) && plan.shards_of(s.input).count() == 1,
+                false => i.grid.is_some() && s.frames.is_none() && s.start >= 0 && s.start < s.end && s.end <= i.slots,
+            };
+            if s.index != k || !input.is_some_and(fits) {
                 return Err(input_err(path, format!("shard {k} is damaged (its input or frame range is not in the plan)")));
             }
         }
@@ -362,11 +595,12 @@ pub fn remove_stale_parts(segment: &Path) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Runs shard `k` of the plan at `plan_path`: fills the holes in its frame
-/// range, each from the same real frames as one run over the whole file
-/// (decoding from a keyframe `margin` frames before the shard, or from the
-/// start when the model reads more context than that), and writes its
-/// segment.
+/// Runs shard `k` of the plan at `plan_path`. A shard of a cut job fills
+/// the runs in its frame range, each from the same real frames as one run
+/// over the whole file (decoding from a keyframe `margin` frames before the
+/// shard, or from the start when the model reads more context than that),
+/// and writes its video as the segment; a per-file shard writes its file's
+/// whole output (all streams) as the segment.
 pub fn run_shard(
     model: &Model,
     plan: &ShardPlan,
@@ -390,9 +624,33 @@ pub fn run_shard(
         .map_err(|e| Error::Output { path: segment.clone(), reason: format!("cannot create {}: {e}", dir.display()) })?;
     remove_stale_parts(&segment)
         .map_err(|e| Error::Output { path: segment.clone(), reason: format!("cannot remove an earlier attempt's file: {e}") })?;
-    let io = InfillOptions { select: Select::Gaps, max_gap: plan.max_gap, scene_threshold: plan.scene_threshold };
-    let part = super::Part { start: shard.start, end: shard.end, grid: input.grid, margin: plan.margin };
-    super::infill_part(model, &input.path, &segment, &io, &plan.output_options(), genopts, progress, Some(part))
+    let out = plan.output_options();
+    let part = |grid: Option<Grid>| super::Part {
+        start: shard.start,
+        end: shard.end,
+        grid: grid.expect("checked when the plan was loaded"),
+        margin: plan.margin,
+    };
+    match &plan.job {
+        PlanJob::Extend { backward, .. } => {
+            let dir = if *backward { crate::Direction::Backward } else { crate::Direction::Forward };
+            let n = shard.frames.expect("checked when the plan was loaded");
+            super::extend(model, &input.path, &segment, n, dir, &out, genopts, progress)
+        }
+        PlanJob::Animate { fps, .. } => {
+            let n = shard.frames.expect("checked when the plan was loaded");
+            super::animate(model, &input.path, &segment, n, *fps, &out, genopts, progress)
+        }
+        PlanJob::Fps { rate } => {
+            let ro = super::RetimeOptions { rate: *rate, scene_threshold: plan.scene_threshold };
+            super::retime::retime_part(model, &input.path, &segment, &ro, &out, genopts, progress, Some(part(input.grid)))
+        }
+        job => {
+            let select = job.select()?.expect("an infill job");
+            let io = InfillOptions { select, max_gap: plan.max_gap, scene_threshold: plan.scene_threshold };
+            super::infill_part(model, &input.path, &segment, &io, &out, genopts, progress, Some(part(input.grid)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +665,58 @@ mod tests {
         assert_eq!(share(7, &[10, 10, 10]).iter().sum::<usize>(), 7);
         assert_eq!(share(3, &[1, 1, 1000]), vec![1, 1, 1]);
         assert_eq!(share(5, &[1, 1000]), vec![1, 4]);
+    }
+
+    #[test]
+    fn regenerated_runs_merge_and_cuts_keep_clear_of_them() {
+        let spans = [Span { start: 5, count: 2 }, Span { start: 7, count: 1 }, Span { start: 1, count: 1 }, Span { start: 9, count: 0 }];
+        assert_eq!(merge_spans(spans), vec![Span { start: 1, count: 1 }, Span { start: 5, count: 3 }]);
+        assert_eq!(runs([30, 31, 32, 33, 140, 141]), vec![Span { start: 30, count: 4 }, Span { start: 140, count: 2 }]);
+        let holes = merge_spans([Span { start: 12, count: 1 }, Span { start: 30, count: 4 }]);
+        for c in cut_points(100, &holes, &[], 4, 10) {
+            assert!(c <= 20 || c >= 44, "cut {c} within 10 frames of the repeated frames 30..34");
+        }
+    }
+
+    #[test]
+    fn plan_jobs_are_checked_and_old_plans_fill_gaps() {
+        let fps = PlanJob::Fps { rate: Ratio { num: 50, den: 1 } };
+        let json = serde_json::to_value(&fps).unwrap();
+        assert_eq!(json, serde_json::json!({"kind": "fps", "rate": {"num": 50, "den": 1}}));
+        assert_eq!(serde_json::from_value::<PlanJob>(json).unwrap(), fps);
+        assert_eq!(fps.command(), "infill");
+        assert!(!fps.per_file());
+        let ext = PlanJob::Extend { frames: Some(5), seconds: None, backward: true };
+        assert_eq!((ext.command(), ext.per_file(), ext.describe().as_str()), ("extend", true, "weft extend --frames 5 --backward"));
+        assert!(PlanJob::Extend { frames: None, seconds: None, backward: false }.check().is_err());
+        assert!(PlanJob::Extend { frames: Some(0), seconds: None, backward: false }.check().is_err());
+        assert!(PlanJob::Animate { frames: None, seconds: Some(1.0), fps: Ratio { num: 0, den: 1 } }.check().is_err());
+        assert!(PlanJob::Dups { tolerance: 300.0 }.check().is_err());
+        assert!(PlanJob::Range { range: "5..x".into() }.check().is_err());
+        assert!(PlanJob::Range { range: "5..=9".into() }.check().is_ok());
+        // A version 1 plan (no job) fills gaps; a version 1 plan with
+        // another job, or a later version, is refused.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("p.json");
+        let shard = r#"{"index": 0, "input": 0, "start": 0, "end": 10, "missing": 0, "segment": "s.mkv"}"#;
+        let input = r#"{"path": "/x.mkv", "bytes": 1, "grid": {"t0": 0, "time_base": {"num": 1, "den": 25}, "rate": {"num": 25, "den": 1}},
+            "frames": 10, "slots": 10, "gaps": [], "scene_cuts": [], "name": "x.mkv"}"#;
+        let plan = |version: u32, job: &str| {
+            format!(
+                r#"{{"version": {version}, {job} "margin": 10, "scene_threshold": 0.3, "max_gap": null, "encoding": {{}}, "inputs": [{input}], "shards": [{shard}]}}"#
+            )
+        };
+        std::fs::write(&p, plan(1, "")).unwrap();
+        assert_eq!(ShardPlan::load(&p).unwrap().job, PlanJob::Gaps);
+        std::fs::write(&p, plan(1, r#""job": {"kind": "dups", "tolerance": 0.5},"#)).unwrap();
+        assert!(ShardPlan::load(&p).unwrap_err().to_string().contains("plan version 1"));
+        std::fs::write(&p, plan(3, "")).unwrap();
+        assert!(ShardPlan::load(&p).is_err());
+        std::fs::write(&p, plan(2, r#""job": {"kind": "fps", "rate": {"num": 50, "den": 1}},"#)).unwrap();
+        assert_eq!(ShardPlan::load(&p).unwrap().job, fps);
+        // A per-file job's shard names its frame count and covers its file alone.
+        std::fs::write(&p, plan(2, r#""job": {"kind": "extend", "frames": 3, "backward": false},"#)).unwrap();
+        assert!(ShardPlan::load(&p).unwrap_err().to_string().contains("shard 0 is damaged"));
     }
 
     #[test]

@@ -22,6 +22,15 @@ impl Ratio {
     pub fn as_f64(self) -> f64 {
         self.num as f64 / self.den as f64
     }
+    /// In lowest terms (25000/1000 -> 25).
+    pub fn reduced(self) -> Self {
+        let (mut a, mut b) = (self.num.unsigned_abs(), self.den.unsigned_abs());
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        let g = a.max(1) as i64;
+        Self { num: self.num / g, den: self.den / g }
+    }
 }
 
 impl std::fmt::Display for Ratio {
