@@ -432,6 +432,23 @@ def diffusers_run(args):
             return decode(z.to(vae_dtype), None if temb is None else temb.to(vae_dtype), return_dict=return_dict)
 
         vae.decode = decode_f32
+    # Phase times, printed at the end beside weft's WEFT_LTX_PROFILE line:
+    # the VAE's encode and decode and the transformer's forward calls.
+    phases = {}
+
+    def timed(name, f):
+        def g(*a, **k):
+            t = time.time()
+            try:
+                return f(*a, **k)
+            finally:
+                n, s = phases.get(name, (0, 0.0))
+                phases[name] = (n + 1, s + time.time() - t)
+        return g
+
+    vae.encode = timed("vae_encode", vae.encode)
+    vae.decode = timed("vae_decode", vae.decode)
+    transformer.forward = timed("transformer", transformer.forward)
     print(json.dumps({"event": "loaded", "seconds": round(time.time() - t0, 2),
                       "load_peak_mib": round(status("VmHWM"))}), flush=True)
 
@@ -483,6 +500,9 @@ def diffusers_run(args):
             generated += len(win["slots"])
             print(json.dumps({"event": "window", "window": wi + 1, "num_frames": win["num_frames"],
                               "generated": len(win["slots"]), "seconds": round(time.time() - tw, 3)}), flush=True)
+    print("diffusers: profile: " + ", ".join(f"{k} {s:.1f} s ({n}x)" for k, (n, s) in
+                                              sorted(phases.items(), key=lambda kv: -kv[1][1])),
+          file=sys.stderr, flush=True)
     print(json.dumps({"event": "done", "generated": generated, "seconds": round(time.time() - t_start, 3),
                       "peak_mib": round(status("VmHWM"))}), flush=True)
 

@@ -639,12 +639,19 @@ impl Downsampler3d {
         } else {
             x.clone()
         };
+        let p = super::profile::scope("enc.down.residual");
         let r = space_to_depth(&x, self.stride)?;
         let (b, c, t, h, w) = r.dims5()?;
         let r = r
             .reshape(vec![b, c / self.group_size, self.group_size, t, h, w])?
             .mean(2)?;
-        space_to_depth(&self.conv.forward(&x)?, self.stride)? + r
+        drop(p);
+        let y = {
+            let _p = super::profile::scope("enc.down.conv");
+            self.conv.forward(&x)?
+        };
+        let _p = super::profile::scope("enc.down.s2d_add");
+        space_to_depth(&y, self.stride)? + r
     }
 }
 
@@ -792,9 +799,11 @@ impl DownBlock3d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut noise = NoiseGen::off();
         let mut h = x.clone();
+        let p = super::profile::scope("enc.resnets");
         for r in &self.resnets {
             h = r.forward(&h, None, &mut noise)?;
         }
+        drop(p);
         h = match &self.downsampler {
             None => h,
             Some(Downsampler::Conv(c)) => c.forward(&h)?,
@@ -1067,11 +1076,16 @@ impl Encoder3d {
             .reshape(vec![b, c, t / pt, pt, h / p, p, w / p, p])?
             .permute(vec![0, 1, 3, 7, 5, 2, 4, 6])?
             .reshape((b, c * pt * p * p, t / pt, h / p, w / p))?;
+        let p = super::profile::scope("enc.conv_in");
         let mut h = self.conv_in.forward(&x)?;
+        drop(p);
         for d in &self.down_blocks {
             h = d.forward(&h)?;
         }
+        let p = super::profile::scope("enc.mid");
         h = self.mid_block.forward(&h, None, &mut NoiseGen::off())?;
+        drop(p);
+        let _p = super::profile::scope("enc.conv_out");
         let pro = Prologue::RmsNormSilu { eps: 1e-8, modulation: None };
         h = self.conv_out.forward_fused(&h, pro, None)?;
         let l = self.latent_channels;
