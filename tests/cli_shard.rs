@@ -174,6 +174,21 @@ fn shard_errors_are_one_line() {
     let bad = dir.join("bad.json");
     std::fs::write(&bad, "{\"version\": 1}").unwrap();
     fails(weft().args(["infill", "--plan"]).arg(&bad).args(["--shard", "0"]), "not a weft shard plan");
+    fails(
+        weft().arg("plan").arg(&c).args(["--job", "extend", "--frames", "3", "--margin", "4", "-q", "-o"]).arg(dir.join("pm.json")),
+        "--margin: `weft extend` plans have one shard per input file",
+    );
+    fails(
+        weft().arg("plan").arg(&c).args(["--job", "animate", "--frames", "3", "--scene-threshold", "0.5", "-o"]).arg(dir.join("ps.json")),
+        "--scene-threshold: `weft animate` plans",
+    );
+    // The input unreadable at the same size: the failed first shard leaves
+    // no empty PLAN.segments/ behind.
+    let orig = std::fs::read(&c).unwrap();
+    std::fs::write(&c, vec![0u8; orig.len()]).unwrap();
+    fails(weft().args(["infill", "--plan"]).arg(&p).args(["--shard", "0", "-q"]), "holes.mkv");
+    assert!(!dir.join("plan.json.segments").exists(), "a failed shard left plan.json.segments/");
+    std::fs::write(&c, &orig).unwrap();
     // The input changed after the plan was made.
     let mut bytes = std::fs::read(&c).unwrap();
     bytes.extend_from_slice(&[0; 16]);

@@ -73,12 +73,13 @@ pub enum ShardCmd {
         /// Leave gaps longer than N frames as they are.
         #[arg(long, value_name = "N")]
         max_gap: Option<i64>,
-        /// Scene-cut threshold (as `weft infill`).
-        #[arg(long, value_name = "X", default_value_t = pipeline::DEFAULT_SCENE_THRESHOLD)]
-        scene_threshold: f64,
-        /// Real frames kept between every cut and the nearest gap, on each side.
-        #[arg(long, value_name = "N", default_value_t = pipeline::shard::DEFAULT_MARGIN)]
-        margin: i64,
+        /// infill: scene-cut threshold (as `weft infill`; default 0.25).
+        #[arg(long, value_name = "X")]
+        scene_threshold: Option<f64>,
+        /// infill: real frames kept between every cut and the nearest gap, on
+        /// each side (default 10).
+        #[arg(long, value_name = "N")]
+        margin: Option<i64>,
         /// Replace PLAN (and remove the segments of the plan it replaces).
         #[arg(long)]
         overwrite: bool,
@@ -344,6 +345,14 @@ pub fn run(cmd: ShardCmd) -> anyhow::Result<()> {
                 anyhow::bail!("{}: already exists (use --overwrite to replace it)", output.display());
             }
             let job = plan_job(job, range, dups, dup_tolerance, fps, frames, seconds, backward, max_gap)?;
+            if job.per_file() {
+                let cut = [("--scene-threshold", scene_threshold.is_some()), ("--margin", margin.is_some())];
+                if let Some((flag, _)) = cut.iter().find(|(_, given)| *given) {
+                    anyhow::bail!("{flag}: `weft {}` plans have one shard per input file and cut nothing", job.command());
+                }
+            }
+            let scene_threshold = scene_threshold.unwrap_or(pipeline::DEFAULT_SCENE_THRESHOLD);
+            let margin = margin.unwrap_or(pipeline::shard::DEFAULT_MARGIN);
             let shards = match (shards, job.per_file()) {
                 (Some(_), true) => anyhow::bail!("--shards: `weft {}` plans have one shard per input file", job.command()),
                 (None, true) => 1,

@@ -620,10 +620,31 @@ pub fn run_shard(
     }
     let segment = plan.segment_path(plan_path, k);
     let dir = segment.parent().expect("segments are in a folder");
+    let made_dir = !dir.exists();
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Output { path: segment.clone(), reason: format!("cannot create {}: {e}", dir.display()) })?;
     remove_stale_parts(&segment)
         .map_err(|e| Error::Output { path: segment.clone(), reason: format!("cannot remove an earlier attempt's file: {e}") })?;
+    let result = run_segment(model, plan, k, &segment, genopts, progress);
+    if result.is_err() && made_dir {
+        // The first shard here failed: no empty PLAN.segments/ left behind
+        // (remove_dir leaves a folder another shard has written into).
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+/// The job of shard `k` of `plan`, written to `segment`.
+fn run_segment(
+    model: &Model,
+    plan: &ShardPlan,
+    k: usize,
+    segment: &Path,
+    genopts: &GenerateOptions,
+    progress: &Progress,
+) -> Result<Summary> {
+    let shard = plan.shard(k)?;
+    let input = &plan.inputs[shard.input];
     let out = plan.output_options();
     let part = |grid: Option<Grid>| super::Part {
         start: shard.start,
@@ -635,20 +656,20 @@ pub fn run_shard(
         PlanJob::Extend { backward, .. } => {
             let dir = if *backward { crate::Direction::Backward } else { crate::Direction::Forward };
             let n = shard.frames.expect("checked when the plan was loaded");
-            super::extend(model, &input.path, &segment, n, dir, &out, genopts, progress)
+            super::extend(model, &input.path, segment, n, dir, &out, genopts, progress)
         }
         PlanJob::Animate { fps, .. } => {
             let n = shard.frames.expect("checked when the plan was loaded");
-            super::animate(model, &input.path, &segment, n, *fps, &out, genopts, progress)
+            super::animate(model, &input.path, segment, n, *fps, &out, genopts, progress)
         }
         PlanJob::Fps { rate } => {
             let ro = super::RetimeOptions { rate: *rate, scene_threshold: plan.scene_threshold };
-            super::retime::retime_part(model, &input.path, &segment, &ro, &out, genopts, progress, Some(part(input.grid)))
+            super::retime::retime_part(model, &input.path, segment, &ro, &out, genopts, progress, Some(part(input.grid)))
         }
         job => {
             let select = job.select()?.expect("an infill job");
             let io = InfillOptions { select, max_gap: plan.max_gap, scene_threshold: plan.scene_threshold };
-            super::infill_part(model, &input.path, &segment, &io, &out, genopts, progress, Some(part(input.grid)))
+            super::infill_part(model, &input.path, segment, &io, &out, genopts, progress, Some(part(input.grid)))
         }
     }
 }
