@@ -1801,12 +1801,14 @@ fn map_rows(rows: usize, d: usize, dtype: DType, shape: &[usize], f: impl Fn(usi
     Ok(out.into_tensor(shape.to_vec()))
 }
 
-/// `rms_norm(x) * (1 + ada[.., scale_idx, :]) + ada[.., shift_idx, :]` for
-/// `x` `[B, S, D]` and `ada` `[B, T, 6, D]` f32 contiguous (T = 1 or S); the
-/// result in `x`'s dtype.
-pub fn rms_norm_modulate(x: &Tensor, ada: &Tensor, shift_idx: usize, scale_idx: usize, eps: f64) -> Result<Tensor> {
+/// `rms_norm(x) * (1 + ada[rows[r], scale_idx, :]) + ada[rows[r], shift_idx, :]`
+/// for every token `r` of `x` `[B, S, D]`, with `ada` `[U, 6, D]` f32
+/// contiguous (the modulation of the distinct timesteps) and `rows` `[B * S]`;
+/// the result in `x`'s dtype.
+pub fn rms_norm_modulate(x: &Tensor, ada: &Tensor, rows: &[u32], shift_idx: usize, scale_idx: usize, eps: f64) -> Result<Tensor> {
     let (b, s, d) = x.dims3()?;
-    let (_, t, six, _) = ada.dims4()?;
+    let (u, six, _) = ada.dims3()?;
+    check_rows(rows, b * s, u)?;
     let x = x.contiguous()?;
     with_buf(&x, |xb| {
         with_buf(ada, |ab| {
@@ -1815,8 +1817,7 @@ pub fn rms_norm_modulate(x: &Tensor, ada: &Tensor, shift_idx: usize, scale_idx: 
                 xb.load(r * d, row);
                 let ss = sum_sq(row) / d as f32;
                 let inv = 1.0 / (ss + eps as f32).sqrt();
-                let (bi, si) = (r / s, r % s);
-                let base = (bi * t + if t == 1 { 0 } else { si }) * six * d;
+                let base = rows[r] as usize * six * d;
                 let shift = &a[base + shift_idx * d..][..d];
                 let scale = &a[base + scale_idx * d..][..d];
                 for ((v, &sh), &sc) in row.iter_mut().zip(shift).zip(scale) {
@@ -1827,20 +1828,29 @@ pub fn rms_norm_modulate(x: &Tensor, ada: &Tensor, shift_idx: usize, scale_idx: 
     })
 }
 
-/// The modulation of a transformer block as f32 `[B, T, 6, D]`: diffusers'
-/// `scale_shift_table[None, None] + temb.reshape(B, T, 6, D)` for `temb`
-/// `[B, T, 6D]` (f32 or bf16) and the table's `6D` values in `temb`'s dtype,
-/// the sum rounded to bf16 as diffusers' bf16 add rounds it. (candle's bf16
-/// broadcast add and conversion took 0.8 s a block at T = 1440 tokens.)
+/// `rows` has one entry per token, each below `u`.
+fn check_rows(rows: &[u32], tokens: usize, u: usize) -> Result<()> {
+    if rows.len() != tokens || rows.iter().any(|&r| r as usize >= u) {
+        bail!("modulation: {} token rows for {tokens} tokens and {u} distinct timesteps", rows.len());
+    }
+    Ok(())
+}
+
+/// The modulation of a transformer block as f32 `[U, 6, D]`: diffusers'
+/// `scale_shift_table[None, None] + temb.reshape(.., 6, D)` for `temb`
+/// `[U, 6D]` (f32 or bf16; one row per distinct timestep) and the table's
+/// `6D` values in `temb`'s dtype, the sum rounded to bf16 as diffusers' bf16
+/// add rounds it. (candle's bf16 broadcast add and conversion took 0.8 s a
+/// block at T = 1440 tokens.)
 pub fn ada_modulation(temb: &Tensor, table: &[f32]) -> Result<Tensor> {
-    let (b, t, sd) = temb.dims3()?;
+    let (u, sd) = temb.dims2()?;
     if table.len() != sd || sd % 6 != 0 {
         bail!("ada_modulation: temb {:?}, table of {}", temb.dims(), table.len());
     }
     let temb = temb.contiguous()?;
     let round = temb.dtype() == DType::BF16;
     with_buf(&temb, |tb| {
-        map_rows(b * t, sd, DType::F32, &[b, t, 6, sd / 6], |r, row| {
+        map_rows(u, sd, DType::F32, &[u, 6, sd / 6], |r, row| {
             tb.load(r * sd, row);
             for (v, &s) in row.iter_mut().zip(table) {
                 let x = *v + s;
@@ -1855,22 +1865,22 @@ pub fn residual_add(x: &Tensor, h: &Tensor) -> Result<Tensor> {
     residual(x, h, None)
 }
 
-/// `x + h * ada[.., gate_idx, :]` (`x`, `h` `[B, S, D]`, `ada` as
-/// [`rms_norm_modulate`]), in `x`'s dtype.
-pub fn gated_residual(x: &Tensor, h: &Tensor, ada: &Tensor, gate_idx: usize) -> Result<Tensor> {
-    residual(x, h, Some((ada, gate_idx)))
+/// `x + h * ada[rows[r], gate_idx, :]` (`x`, `h` `[B, S, D]`, `ada` and
+/// `rows` as [`rms_norm_modulate`]), in `x`'s dtype.
+pub fn gated_residual(x: &Tensor, h: &Tensor, ada: &Tensor, rows: &[u32], gate_idx: usize) -> Result<Tensor> {
+    residual(x, h, Some((ada, rows, gate_idx)))
 }
 
-/// `x + h (* gate)`, the gate a row of `ada` `[B, T, 6, D]` (T = 1 or S).
-fn residual(x: &Tensor, h: &Tensor, gate: Option<(&Tensor, usize)>) -> Result<Tensor> {
+/// `x + h (* gate)`, the gate of token `r` row `rows[r]` of `ada` `[U, 6, D]`.
+fn residual(x: &Tensor, h: &Tensor, gate: Option<(&Tensor, &[u32], usize)>) -> Result<Tensor> {
     let (b, s, d) = x.dims3()?;
     if h.dims3()? != (b, s, d) {
         bail!("residual: {:?} + {:?}", x.dims(), h.dims());
     }
     let x = x.contiguous()?;
     let h = h.to_dtype(x.dtype())?.contiguous()?;
-    // (ada values, T, 6, gate index)
-    let run = |gates: Option<(&[f32], usize, usize, usize)>| {
+    // (ada values, token rows, 6, gate index)
+    let run = |gates: Option<(&[f32], &[u32], usize, usize)>| {
         with_buf(&x, |xb| {
             with_buf(&h, |hb| {
                 map_rows(b * s, d, x.dtype(), &[b, s, d], |r, row| {
@@ -1879,9 +1889,8 @@ fn residual(x: &Tensor, h: &Tensor, gate: Option<(&Tensor, usize)>) -> Result<Te
                         hb.load(r * d, hr);
                         match gates {
                             None => row.iter_mut().zip(hr.iter()).for_each(|(v, &hv)| *v += hv),
-                            Some((a, t, six, idx)) => {
-                                let (bi, si) = (r / s, r % s);
-                                let base = (bi * t + if t == 1 { 0 } else { si }) * six * d;
+                            Some((a, rows, six, idx)) => {
+                                let base = rows[r] as usize * six * d;
                                 let g = &a[base + idx * d..][..d];
                                 for ((v, &hv), &gv) in row.iter_mut().zip(hr.iter()).zip(g) {
                                     *v += hv * gv;
@@ -1895,11 +1904,12 @@ fn residual(x: &Tensor, h: &Tensor, gate: Option<(&Tensor, usize)>) -> Result<Te
     };
     match gate {
         None => run(None),
-        Some((ada, idx)) => {
-            let (_, t, six, _) = ada.dims4()?;
+        Some((ada, rows, idx)) => {
+            let (u, six, _) = ada.dims3()?;
+            check_rows(rows, b * s, u)?;
             with_buf(ada, |ab| {
                 let Buf::F32(a) = ab else { bail!("gated_residual: f32 ada expected") };
-                run(Some((a, t, six, idx)))
+                run(Some((a, rows, six, idx)))
             })
         }
     }
@@ -2911,20 +2921,20 @@ mod tests {
     /// bit for bit (bf16: rounded as the bf16 add rounds).
     #[test]
     fn ada_modulation_matches_broadcast_add() {
-        let (b, t, d) = (2, 5, 24);
+        let (u, d) = (5, 24);
         for dt in [DType::F32, DType::BF16] {
-            let temb = (rand(&[b, t, 6 * d], 3) * 3.0).unwrap().to_dtype(dt).unwrap();
+            let temb = (rand(&[u, 6 * d], 3) * 3.0).unwrap().to_dtype(dt).unwrap();
             let table = rand(&[6, d], 4).to_dtype(dt).unwrap();
             let want = temb
-                .reshape((b, t, 6, d))
+                .reshape((u, 6, d))
                 .unwrap()
-                .broadcast_add(&table.reshape((1, 1, 6, d)).unwrap())
+                .broadcast_add(&table.reshape((1, 6, d)).unwrap())
                 .unwrap()
                 .to_dtype(DType::F32)
                 .unwrap();
             let tv = table.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let got = ada_modulation(&temb, &tv).unwrap();
-            assert_eq!(got.dims(), &[b, t, 6, d]);
+            assert_eq!(got.dims(), &[u, 6, d]);
             let bits = |x: &Tensor| -> Vec<u32> {
                 x.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
             };
@@ -3016,15 +3026,23 @@ mod tests {
         let (b, s, d) = (2usize, 9usize, 32usize);
         let x = (rand(&[b, s, d], 20) * 2.0).unwrap();
         let h = rand(&[b, s, d], 21);
-        for t in [1, s] {
-            let ada = rand(&[b, t, 6, d], 22);
-            let p = |i: usize| ada.narrow(2, i, 1).unwrap().squeeze(2).unwrap();
+        // Three distinct rows, one per sample or one per token.
+        let ada = rand(&[3, 6, d], 22);
+        let per_sample: Vec<u32> = (0..b * s).map(|r| (r / s) as u32 + 1).collect();
+        let per_token: Vec<u32> = (0..b * s).map(|r| ((r * 7 + r / s) % 3) as u32).collect();
+        for rows in [per_sample, per_token] {
+            let idx = Tensor::from_vec(rows.clone(), b * s, &Device::Cpu).unwrap();
+            let full = ada.index_select(&idx, 0).unwrap().reshape((b, s, 6, d)).unwrap();
+            let p = |i: usize| full.narrow(2, i, 1).unwrap().squeeze(2).unwrap();
             let rms = x.broadcast_div(&(x.sqr().unwrap().mean_keepdim(D::Minus1).unwrap() + 1e-6).unwrap().sqrt().unwrap()).unwrap();
             let want = rms.broadcast_mul(&(p(1) + 1.0).unwrap()).unwrap().broadcast_add(&p(0)).unwrap();
-            assert!(max_err(&rms_norm_modulate(&x, &ada, 0, 1, 1e-6).unwrap(), &want) < 1e-5);
+            assert!(max_err(&rms_norm_modulate(&x, &ada, &rows, 0, 1, 1e-6).unwrap(), &want) < 1e-5);
             let want = (&x + h.broadcast_mul(&p(2)).unwrap()).unwrap();
-            assert!(max_err(&gated_residual(&x, &h, &ada, 2).unwrap(), &want) < 1e-6);
+            assert!(max_err(&gated_residual(&x, &h, &ada, &rows, 2).unwrap(), &want) < 1e-6);
         }
+        // A token row past the table, or a row count that is not the token count.
+        assert!(rms_norm_modulate(&x, &ada, &vec![3; b * s], 0, 1, 1e-6).is_err());
+        assert!(gated_residual(&x, &h, &ada, &vec![0; b * s - 1], 2).is_err());
         assert!(max_err(&residual_add(&x, &h).unwrap(), &(&x + &h).unwrap()) < 1e-6);
         assert!(residual_add(&x, &h.narrow(1, 0, 1).unwrap()).is_err());
         let w = rand(&[d], 23);

@@ -13,7 +13,9 @@
 //!   projection shared by all blocks, each block adds its own learned
 //!   `scale_shift_table`). Timesteps may be one per sample (`[B]`) or one per
 //!   token (`[B, seq]`, as the conditioning pipeline passes, with conditioning
-//!   tokens at t = 0), in which case every token gets its own modulation.
+//!   tokens at t = 0), in which case every token gets its own modulation;
+//!   the time MLP and each block's modulation run once per distinct timestep
+//!   ([`TokenTemb`]), as the values per token are a handful.
 //! * Text: T5 embeddings `[B, text_len, caption_channels]` are projected to the
 //!   model width by a GELU(tanh) MLP (`caption_projection`). The 0/1 text mask
 //!   becomes an additive bias `(1 - mask) * -10000` on the cross-attention logits.
@@ -608,47 +610,54 @@ impl TransformerBlock {
         })
     }
 
-    /// `x` `[B, S, D]`, `context` `[B, L, D]`, `temb` `[B, T, 6D]` (T = 1 or S),
-    /// `rope` (cos, sin), `bias` `[B, 1, 1, L]`.
+    /// `x` `[B, S, D]`, `context` `[B, L, D]`, `temb` the modulation of the
+    /// distinct timesteps and each token's row of it, `rope` (cos, sin),
+    /// `bias` `[B, 1, 1, L]`.
     pub fn forward(
         &self,
         x: &Tensor,
         context: &Tensor,
-        temb: &Tensor,
+        temb: &TokenTemb,
         rope: &(Tensor, Tensor),
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
         let p = profile::scope("block.ada");
-        let (b, t, _) = temb.dims3()?;
         let d = self.scale_shift_table.dim(1)?;
-        let table = self.scale_shift_table.to_dtype(temb.dtype())?;
+        let table = self.scale_shift_table.to_dtype(temb.values.dtype())?;
         if x.device().is_cpu()
             && matches!(x.dtype(), DType::F32 | DType::BF16)
-            && matches!(temb.dtype(), DType::F32 | DType::BF16)
+            && matches!(temb.values.dtype(), DType::F32 | DType::BF16)
             && self.norm1.is_none()
             && self.norm2.is_none()
         {
-            // Fused norm/modulation and gated residuals (f32 arithmetic).
+            // Fused norm/modulation and gated residuals (f32 arithmetic), the
+            // modulation computed once per distinct timestep.
             let table = table.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            let ada = kernels::ada_modulation(temb, &table)?;
+            let ada = kernels::ada_modulation(&temb.values, &table)?;
+            let rows = &temb.rows[..];
             drop(p);
             let p = profile::scope("block.norm_residual");
-            let h = kernels::rms_norm_modulate(x, &ada, 0, 1, self.eps)?;
+            let h = kernels::rms_norm_modulate(x, &ada, rows, 0, 1, self.eps)?;
             drop(p);
             let h = self.attn1.forward(&h, None, None, Some(rope))?;
             let p = profile::scope("block.norm_residual");
-            let x = kernels::gated_residual(x, &h, &ada, 2)?;
+            let x = kernels::gated_residual(x, &h, &ada, rows, 2)?;
             drop(p);
             let h = self.attn2.forward(&x, Some(context), bias, None)?;
             let p = profile::scope("block.norm_residual");
             let x = kernels::residual_add(&x, &h)?;
-            let h = kernels::rms_norm_modulate(&x, &ada, 3, 4, self.eps)?;
+            let h = kernels::rms_norm_modulate(&x, &ada, rows, 3, 4, self.eps)?;
             drop(p);
             let h = self.ff.forward(&h)?;
             let _p = profile::scope("block.norm_residual");
-            return kernels::gated_residual(&x, &h, &ada, 5);
+            return kernels::gated_residual(&x, &h, &ada, rows, 5);
         }
-        let ada = temb.reshape((b, t, 6, d))?.broadcast_add(&table.reshape((1, 1, 6, d))?)?;
+        let (b, t) = (temb.batch, temb.per_sample);
+        let ada = temb
+            .values
+            .index_select(&temb.index, 0)?
+            .reshape((b, t, 6, d))?
+            .broadcast_add(&table.reshape((1, 1, 6, d))?)?;
         drop(p);
         let p = |i: usize| ada.narrow(2, i, 1)?.squeeze(2);
         let (shift_msa, scale_msa, gate_msa) = (p(0)?, p(1)?, p(2)?);
@@ -671,6 +680,42 @@ impl TransformerBlock {
         let h = self.ff.forward(&h)?;
         x + h.broadcast_mul(&gate_mlp)?
     }
+}
+
+/// The timestep modulation of a forward pass: `time_embed` is run once per
+/// distinct timestep (per-token timesteps take a handful of values: the
+/// noise level and the conditioning strengths), not once per token.
+#[derive(Debug, Clone)]
+pub struct TokenTemb {
+    /// `[U, 6D]`: `time_embed`'s output for the `U` distinct timesteps.
+    pub values: Tensor,
+    /// `[B * T]` (u32): the row of `values` of every timestep passed.
+    pub index: Tensor,
+    /// `B * S`: the row of `values` of every token.
+    pub rows: Vec<u32>,
+    pub batch: usize,
+    /// T: 1 (one timestep per sample) or S (one per token).
+    pub per_sample: usize,
+}
+
+/// The distinct values of the timesteps `t` `[N]` (as f32, first-seen order)
+/// and the index of each element's value.
+fn distinct_timesteps(t: &Tensor) -> Result<(Tensor, Vec<u32>)> {
+    let vals = t.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    let mut uniq: Vec<f32> = Vec::new();
+    let mut index = Vec::with_capacity(vals.len());
+    for v in vals {
+        let i = match uniq.iter().position(|u| u.to_bits() == v.to_bits()) {
+            Some(i) => i,
+            None => {
+                uniq.push(v);
+                uniq.len() - 1
+            }
+        };
+        index.push(i as u32);
+    }
+    let n = uniq.len();
+    Ok((Tensor::from_vec(uniq, n, t.device())?, index))
 }
 
 /// `AdaLayerNormSingle` (PixArt-alpha), without the additional conditions.
@@ -840,12 +885,18 @@ impl LtxVideoTransformer3DModel {
         let x = self.proj_in.forward(&hidden_states.to_dtype(self.dtype)?)?;
         let t = timestep.flatten_all()?;
         let n = t.dim(0)?;
-        if n % b != 0 {
-            bail!("LTX transformer: {n} timesteps for a batch of {b}")
+        if n % b != 0 || (n / b != 1 && n / b != seq) {
+            bail!("LTX transformer: {n} timesteps for a batch of {b} x {seq} tokens")
         }
-        let (temb, embedded) = self.time_embed.forward(&t, self.dtype)?;
-        let temb = temb.reshape((b, n / b, ()))?;
-        let embedded = embedded.reshape((b, n / b, ()))?;
+        let per_sample = n / b;
+        let (uniq, index) = distinct_timesteps(&t)?;
+        let (temb_u, embedded_u) = self.time_embed.forward(&uniq, self.dtype)?;
+        let rows: Vec<u32> = (0..b * seq)
+            .map(|r| index[(r / seq) * per_sample + if per_sample == 1 { 0 } else { r % seq }])
+            .collect();
+        let index = Tensor::from_vec(index, n, device)?;
+        let embedded = embedded_u.index_select(&index, 0)?.reshape((b, per_sample, ()))?;
+        let temb = TokenTemb { values: temb_u, index, rows, batch: b, per_sample };
 
         let context = self
             .caption_projection
@@ -868,5 +919,77 @@ impl LtxVideoTransformer3DModel {
         let scale = ss.narrow(2, 1, 1)?.squeeze(2)?;
         let x = modulate(&layer_norm(&x, 1e-6)?, &shift, &scale)?;
         self.proj_out.forward(&x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn tiny(affine: bool) -> Config {
+        Config {
+            in_channels: 8,
+            out_channels: Some(8),
+            num_attention_heads: 2,
+            attention_head_dim: 8,
+            cross_attention_dim: 16,
+            num_layers: 2,
+            caption_channels: 12,
+            norm_elementwise_affine: affine,
+            ..Config::default()
+        }
+    }
+
+    fn model(cfg: &Config) -> LtxVideoTransformer3DModel {
+        let dev = Device::Cpu;
+        let ts: HashMap<String, Tensor> = tensor_shapes(cfg)
+            .into_iter()
+            .map(|(name, shape)| {
+                let t = if name.ends_with("norm1.weight") || name.ends_with("norm2.weight") {
+                    Tensor::ones(shape, DType::F32, &dev).unwrap()
+                } else {
+                    // Seeded by name: both configs get the same shared tensors.
+                    let seed = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+                    let n: usize = shape.iter().product();
+                    let v: Vec<f32> = (0..n)
+                        .map(|k| (((seed.wrapping_add(k as u64).wrapping_mul(2654435761) >> 7) % 2001) as f32 / 1000.0 - 1.0) * 0.3)
+                        .collect();
+                    Tensor::from_vec(v, shape, &dev).unwrap()
+                };
+                (name, t)
+            })
+            .collect();
+        LtxVideoTransformer3DModel::new(cfg, VarBuilder::from_tensors(ts, DType::F32, &dev)).unwrap()
+    }
+
+    /// Per-token timesteps with a few distinct values: the fused CPU path
+    /// (modulation once per distinct timestep, rows indexed per token) equals
+    /// the plain candle path (affine norms of ones take it), and one
+    /// timestep per sample equals the same timestep repeated per token.
+    #[test]
+    fn distinct_timesteps_match_per_token_modulation() {
+        let dev = Device::Cpu;
+        let (fused, plain) = (model(&tiny(false)), model(&tiny(true)));
+        let (b, f, h, w) = (2usize, 2usize, 2usize, 3usize);
+        let s = f * h * w;
+        let x = Tensor::randn(0f32, 1.0, (b, s, 8), &dev).unwrap();
+        let ctx = Tensor::randn(0f32, 1.0, (b, 5, 12), &dev).unwrap();
+        let mask = Tensor::from_vec(vec![1f32, 1., 1., 0., 0., 1., 1., 1., 1., 0.], (b, 5), &dev).unwrap();
+        let per_token: Vec<f32> = (0..b * s).map(|r| [0.0, 700.0, 700.0, 31.5][r % 4]).collect();
+        let t = Tensor::from_vec(per_token, (b, s), &dev).unwrap();
+        let run = |m: &LtxVideoTransformer3DModel, t: &Tensor| {
+            m.forward(&x, &ctx, t, Some(&mask), f, h, w, Some([0.32, 32.0, 32.0]), None).unwrap()
+        };
+        let diff = |a: &Tensor, b: &Tensor| a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+        let (a, p) = (run(&fused, &t), run(&plain, &t));
+        assert!(diff(&a, &p) < 1e-4, "fused vs plain: {}", diff(&a, &p));
+        let one = Tensor::from_vec(vec![700f32, 31.5], b, &dev).unwrap();
+        let rep = one.reshape((b, 1)).unwrap().repeat((1, s)).unwrap();
+        assert_eq!(diff(&run(&fused, &one), &run(&fused, &rep)), 0.0);
+        // Timesteps that are neither one per sample nor one per token.
+        let bad = Tensor::zeros((b, 3), DType::F32, &dev).unwrap();
+        assert!(fused.forward(&x, &ctx, &bad, Some(&mask), f, h, w, None, None).is_err());
     }
 }
