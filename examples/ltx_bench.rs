@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
     }
     let io = candle_core::safetensors::load(dir.join("inputs.safetensors"), &dev)?;
     let start = Instant::now();
-    let runner: Box<dyn Fn(&str) -> anyhow::Result<Tensor>> = match model.as_str() {
+    type Runner<'a> = Box<dyn Fn(&str) -> anyhow::Result<Tensor> + 'a>;
+    let runner: Runner<'_> = match model.as_str() {
         "transformer" => Box::new(load_transformer(&dir, dt, &dev, io.clone())?),
         "vae" => Box::new(load_vae(&dir, dt, &dev, io.clone())?),
         m => bail!("unknown model {m:?} (transformer, vae)"),

@@ -39,7 +39,7 @@ impl Frame {
 
     /// A frame filled with one colour.
     pub fn filled(width: usize, height: usize, rgb: [u8; 3]) -> Result<Self> {
-        let n = width.checked_mul(height).unwrap_or(usize::MAX);
+        let n = width.saturating_mul(height);
         Self::from_rgb(width, height, rgb.iter().copied().cycle().take(n.saturating_mul(3)).collect())
     }
 

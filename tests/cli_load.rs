@@ -33,7 +33,7 @@ fn four_infills_at_once_all_come_out_right() {
         .collect();
     // A guard against a deadlock, not a time limit on the work.
     let t0 = Instant::now();
-    let mut done = vec![None; 4];
+    let mut done = [None; 4];
     while done.iter().any(Option::is_none) {
         for (i, ch) in children.iter_mut().enumerate() {
             if done[i].is_none() {

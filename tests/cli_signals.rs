@@ -39,7 +39,7 @@ fn interrupt(mut cmd: Command, dir: &Path, signal: i32, twice: bool) -> (Option<
     }
     let t1 = Instant::now();
     let out = loop {
-        if let Some(_) = child.try_wait().unwrap() {
+        if child.try_wait().unwrap().is_some() {
             break child.wait_with_output().unwrap();
         }
         assert!(t1.elapsed() < Duration::from_secs(20), "weft did not stop within 20 s of the signal");

@@ -20,7 +20,7 @@ fn eval_reports_every_gap_extension_and_animate() {
     assert!(r.animate.frame0_psnr.is_infinite(), "the still is frame 0, unchanged");
     assert!(r.animate.motion > 0.0);
     assert!(r.seconds_per_generated_frame > 0.0);
-    let t = table(&[r.clone()]);
+    let t = table(std::slice::from_ref(&r));
     assert!(t.contains("pattern") && t.contains("extension"));
     serde_json::to_string(&r).unwrap();
 }

@@ -664,7 +664,8 @@ mod regressions {
         let seeds = t5_seeds(&root.path().join("t5"));
         let donors = donors_of(&seeds);
         let d: Vec<&[u8]> = donors.iter().map(|d| d.as_slice()).collect();
-        for (seed, i) in [(20261202, 1373)] {
+        {
+            let (seed, i) = (20261202, 1373);
             let (what, v) = T5.case(&seeds, &d, &root.path().join(format!("t5-{i}")), seed, i);
             assert!(v.is_ok(), "t5-tokenizer {seed}/{i} ({what}): {v:?}");
         }

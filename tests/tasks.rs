@@ -152,10 +152,10 @@ fn bad_plans_and_options_are_named_errors() {
     let err = weft::generate(&m, &Plan::new().generate(0), &opts(0)).unwrap_err();
     assert!(matches!(err, WeftError::BadPlan(ref s) if s.contains("no known frame")), "{err}");
     let zero_steps = GenerateOptions { steps: 0, ..Default::default() };
-    let err = weft::infill(&m, &[a.clone()], &[], 1, &zero_steps).unwrap_err();
+    let err = weft::infill(&m, std::slice::from_ref(&a), &[], 1, &zero_steps).unwrap_err();
     assert!(matches!(err, WeftError::BadOptions(ref s) if s.contains("steps")), "{err}");
     let tiny_window = GenerateOptions { window: Some(1), ..opts(0) };
-    let err = weft::infill(&m, &[a.clone()], &[], 1, &tiny_window).unwrap_err();
+    let err = weft::infill(&m, std::slice::from_ref(&a), &[], 1, &tiny_window).unwrap_err();
     assert!(matches!(err, WeftError::BadOptions(ref s) if s.contains("window")), "{err}");
     assert!(Frame::from_rgb(0, 4, vec![]).is_err());
     assert!(Frame::from_rgb(2, 2, vec![0; 11]).is_err());
@@ -278,7 +278,7 @@ fn low_strength_stays_near_the_start_estimate() {
         let m = Model::untrained(&Config { prior, ..Config::tiny() }, 11, &candle_core::Device::Cpu).unwrap();
         let o = GenerateOptions { steps: 1, strength: 0.01, ..opts(3) };
         let (x, y) = if prior == Prior::Motion { (&pa, &pb) } else { (&a, &b) };
-        let out = weft::infill(&m, &[x.clone()], &[y.clone()], 1, &o).unwrap();
+        let out = weft::infill(&m, std::slice::from_ref(x), std::slice::from_ref(y), 1, &o).unwrap();
         let start = match prior {
             Prior::Motion => weft::eval::motion(x, y, 1).remove(0),
             _ => weft::eval::blend(x, y, 1).remove(0),
@@ -288,7 +288,7 @@ fn low_strength_stays_near_the_start_estimate() {
         let limit = if prior == Prior::Noise { 3.0 } else { 1.0 };
         assert!(diff < limit, "{prior:?}: strayed {diff} levels from the start estimate");
         let bad = GenerateOptions { strength: 0.0, ..opts(3) };
-        assert!(weft::infill(&m, &[x.clone()], &[y.clone()], 1, &bad).is_err());
+        assert!(weft::infill(&m, std::slice::from_ref(x), std::slice::from_ref(y), 1, &bad).is_err());
     }
 }
 
@@ -333,7 +333,7 @@ fn a_gap_longer_than_a_window_starts_from_its_real_bracketing_frames() {
     let o = GenerateOptions { steps: 1, strength: 0.01, window: Some(4), ..opts(3) };
     let plan = Plan::infill(std::slice::from_ref(&a), 7, std::slice::from_ref(&b));
     assert!(weft::schedule(&plan, 4, 2).unwrap().len() > 1, "the gap needs several windows");
-    let out = weft::infill(&m, &[a.clone()], &[b.clone()], 7, &o).unwrap();
+    let out = weft::infill(&m, std::slice::from_ref(&a), std::slice::from_ref(&b), 7, &o).unwrap();
     let direct = weft::eval::motion(&a, &b, 7);
     for (i, (got, want)) in out.iter().zip(&direct).enumerate() {
         let diff = weft::analysis::mean_abs_diff(got, want);
@@ -494,7 +494,7 @@ fn every_slot_of_a_long_gap_is_interpolated_from_the_real_frames_at_its_own_time
     let (a, b) = (shifted(64, 48, 0.0), shifted(64, 48, 13.0));
     let opts = GenerateOptions { estimator: EstimateRule::Flow, window: Some(4), ..Default::default() };
     // 12 missing frames, far more than a window: still one pair, each at t = k / 13.
-    let filled = weft::infill(&m, &[a.clone()], &[b.clone()], 12, &opts).unwrap();
+    let filled = weft::infill(&m, std::slice::from_ref(&a), std::slice::from_ref(&b), 12, &opts).unwrap();
     let interp = m.interpolator().unwrap();
     for (k, f) in filled.iter().enumerate() {
         assert_eq!(f, &interp.interpolate(&a, &b, (k + 1) as f32 / 13.0).unwrap(), "slot {k}");

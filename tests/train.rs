@@ -73,7 +73,7 @@ fn training_starts_each_frame_from_the_estimate_the_sampler_uses() {
     let plan = vec![vec![true, false, false, true]];
     for prior in [weft::Prior::Blend, weft::Prior::Motion] {
         let m = weft::model::Transformer::untrained(&Config { prior, ..Config::tiny() }, 0, &Device::Cpu).unwrap();
-        let p = weft::train::prior_batch(&m, &[frames.clone()], &plan).unwrap().unwrap();
+        let p = weft::train::prior_batch(&m, std::slice::from_ref(&frames), &plan).unwrap().unwrap();
         assert_eq!(p.dims(), &[1, 4, 3, 32, 40]);
         let expect = match prior {
             weft::Prior::Motion => weft::eval::motion(&frames[0], &frames[3], 2),

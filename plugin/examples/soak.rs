@@ -178,7 +178,7 @@ fn cycles(args: &[String]) -> Result<(), String> {
     let frames = count_frames(&p);
     let cycle = |i: usize| -> Result<(), String> {
         frames.store(0, Ordering::Relaxed);
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             play(&p, frames.clone(), None)?;
         } else {
             p.set_state(gst::State::Playing).map_err(|e| e.to_string())?;

@@ -62,7 +62,7 @@ fn state_cycles_leave_no_threads_or_memory() {
     let rig = Rig::new(&launch(n), move |i| dropped(i, n, 2) || i == 5, 0);
     let cycle = |k: usize| {
         rig.record.lock().unwrap().out.clear();
-        if k % 2 == 0 {
+        if k.is_multiple_of(2) {
             rig.run(STALL);
             assert_eq!(rig.record.lock().unwrap().out.len() as u64, n, "cycle {k}: every frame");
         } else {

@@ -177,13 +177,13 @@ impl Config {
         if self.hidden_size == 0 || self.depth == 0 || self.num_heads == 0 || self.mlp_ratio == 0 {
             return bad("hidden_size, depth, num_heads and mlp_ratio must be positive".into());
         }
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(format!(
                 "hidden_size {} is not divisible by num_heads {}",
                 self.hidden_size, self.num_heads
             ));
         }
-        if self.head_dim() % 16 != 0 {
+        if !self.head_dim().is_multiple_of(16) {
             return bad(format!("head dim {} must be a multiple of 16", self.head_dim()));
         }
         if self.window == 0 {
@@ -203,7 +203,7 @@ impl Config {
         if self.frames < 2 {
             return bad(format!("frames {} must be at least 2", self.frames));
         }
-        if self.time_freq_dim < 2 || self.time_freq_dim % 2 != 0 {
+        if self.time_freq_dim < 2 || !self.time_freq_dim.is_multiple_of(2) {
             return bad(format!("time_freq_dim {} must be even and >= 2", self.time_freq_dim));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 1.0) {

@@ -71,6 +71,8 @@ pub struct Model {
 }
 
 #[derive(Debug)]
+// One per loaded model: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     Transformer(Transformer),
     Interpolator(Interpolator),

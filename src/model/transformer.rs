@@ -151,7 +151,8 @@ impl Transformer {
     /// by name, without allocating the weights: loaders check a file against
     /// it before building (a damaged config asks for no memory).
     pub(crate) fn tensor_shapes(cfg: &Config) -> Result<Vec<(String, Vec<usize>)>> {
-        struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<usize>)>>>);
+        type Shapes = Vec<(String, Vec<usize>)>;
+        struct Recorder(std::sync::Arc<std::sync::Mutex<Shapes>>);
         impl candle_nn::var_builder::SimpleBackend for Recorder {
             fn get(
                 &self,

@@ -163,7 +163,7 @@ impl Reader {
         }
         let ts = grid.ts_of(pos);
         let sought = unsafe {
-            ff::ffi::av_seek_frame(r.ictx.as_mut_ptr(), r.video as i32, ts, ff::ffi::AVSEEK_FLAG_BACKWARD as i32)
+            ff::ffi::av_seek_frame(r.ictx.as_mut_ptr(), r.video as i32, ts, ff::ffi::AVSEEK_FLAG_BACKWARD)
         } >= 0;
         if sought {
             r.decoder.flush();

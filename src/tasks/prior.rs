@@ -379,15 +379,15 @@ fn from_pair<'m>(est: Estimator<'m>, cache: &mut PairCache<'m>, br: Bracket<'_>)
         // motion prior's continuation (or hold).
         Estimator::Interpolator(..) if outside => Prior::Motion,
         Estimator::Interpolator(interp, rule) => {
-            if !cache.chosen.contains_key(&br.key) {
+            if let std::collections::hash_map::Entry::Vacant(e) = cache.chosen.entry(br.key) {
                 let (m, w) = choose(interp, rule, &br)?;
-                cache.chosen.insert(br.key, m);
+                e.insert(m);
                 cache.weights.insert(br.key, w);
             }
             let method = cache.chosen[&br.key];
             let flow = |cache: &mut PairCache<'m>| -> Result<Frame> {
-                if !cache.flows.contains_key(&br.key) {
-                    cache.flows.insert(br.key, interp.pair(br.a, br.b)?);
+                if let std::collections::hash_map::Entry::Vacant(e) = cache.flows.entry(br.key) {
+                    e.insert(interp.pair(br.a, br.b)?);
                 }
                 cache.flows[&br.key].at(s)
             };

@@ -222,8 +222,8 @@ pub fn kind_of(msg: &str) -> String {
             out.push_str("# ");
             continue;
         }
-        if w.starts_with('`') {
-            in_tick = !w[1..].contains('`');
+        if let Some(rest) = w.strip_prefix('`') {
+            in_tick = !rest.contains('`');
             out.push_str("`_` ");
             continue;
         }

@@ -94,10 +94,9 @@ impl ModelSettings {
         let mut s = base.clone();
         let crf_range = 1..=weft::model::ltx::condition::MAX_CRF;
         if crf_range.contains(&self.condition_crf) && conditioning_codec().is_none() {
-            return Err(format!(
-                "Bad condition-crf property: the libx264 round trip needs FFmpeg, and this gst-plugin-weft was \
-                 built without it (cargo feature ffmpeg); set condition-crf 0"
-            ));
+            return Err("Bad condition-crf property: the libx264 round trip needs FFmpeg, and this gst-plugin-weft was \
+                        built without it (cargo feature ffmpeg); set condition-crf 0"
+                .to_string());
         }
         let apply: [(&str, Setter); 7] = [
             ("prompt", &|s| s.prompt = self.prompt.clone()),

@@ -33,7 +33,7 @@ pub fn threads() -> usize {
 /// last two (so every hole has frames on both sides).
 pub fn dropped(i: u64, n: u64, seed: u64) -> bool {
     let h = (i ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    i > 0 && i + 2 < n && (h >> 40) % 20 == 0
+    i > 0 && i + 2 < n && (h >> 40).is_multiple_of(20)
 }
 
 pub fn hash(b: &gst::BufferRef) -> u64 {

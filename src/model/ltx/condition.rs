@@ -31,7 +31,10 @@ pub const MAX_CRF: u32 = 51;
 /// A lossy round trip of one frame through a video codec at a constant rate
 /// factor (1..=[`MAX_CRF`]); the frame comes back at its size.
 #[derive(Clone)]
-pub struct Compressor(Arc<dyn Fn(&Frame, u32) -> Result<Frame> + Send + Sync>);
+pub struct Compressor(Arc<CompressFn>);
+
+/// `(frame, crf) -> the frame after the codec's round trip`.
+type CompressFn = dyn Fn(&Frame, u32) -> Result<Frame> + Send + Sync;
 
 impl Compressor {
     pub fn new(f: impl Fn(&Frame, u32) -> Result<Frame> + Send + Sync + 'static) -> Self {

@@ -599,7 +599,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<
     let dtype = q.dtype();
     let d = dm / heads;
     let scale = 1.0 / (d as f32).sqrt();
-    if dtype == DType::BF16 && bf16_matmul() == Bf16Matmul::Amx && d % 32 == 0 {
+    if dtype == DType::BF16 && bf16_matmul() == Bf16Matmul::Amx && d.is_multiple_of(32) {
         return attention_amx(q, k, v, heads, bias);
     }
     let qf = q.to_dtype(DType::F32)?.contiguous()?;
@@ -669,6 +669,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<
                     // scores stay in L2 between the two products and the softmax.
                     let blk = (KEY_BLOCK_TILES * F32_ROWS).min(l);
                     (0..b * heads * n_chunks).into_par_iter().for_each(|task| {
+                        // The whole Send wrapper moves into the closure, not its raw field.
+                        #[allow(clippy::redundant_locals)]
                         let out_ptr = out_ptr;
                         let bi = task / (heads * n_chunks);
                         let h = (task / n_chunks) % heads;
@@ -743,6 +745,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<
                     return Ok(());
                 }
                 (0..b * heads * n_chunks).into_par_iter().for_each(|task| {
+                    // The whole Send wrapper moves into the closure, not its raw field.
+                    #[allow(clippy::redundant_locals)]
                     let out_ptr = out_ptr;
                     let bi = task / (heads * n_chunks);
                     let h = (task / n_chunks) % heads;
@@ -846,6 +850,8 @@ fn attention_amx(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<
                     })
                     .collect();
                 (0..b * heads * n_chunks).into_par_iter().for_each(|task| {
+                    // The whole Send wrapper moves into the closure, not its raw field.
+                    #[allow(clippy::redundant_locals)]
                     let out_ptr = out_ptr;
                     let bi = task / (heads * n_chunks);
                     let h = (task / n_chunks) % heads;
@@ -1156,7 +1162,7 @@ impl Linear {
 /// `y[m, n] = sum_k x[m, k] w[n, k] + bias[n]` (f32, row-major), on rayon's pool.
 fn gemm_f32(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize, y: &mut [f32]) {
     if let Some(b) = bias {
-        y.par_chunks_mut(n * 64.max(1)).for_each(|rows| {
+        y.par_chunks_mut(n * 64).for_each(|rows| {
             for r in rows.chunks_exact_mut(n) {
                 r.copy_from_slice(b);
             }
@@ -2339,7 +2345,7 @@ impl Geom {
         Ok(match self.scatter {
             Scatter::Plain => (b, cout, t, h, w),
             Scatter::DepthToSpace { drop, residual } => {
-                if cout % 8 != 0 || drop > 2 * t || (residual && (self.cin % 8 != 0 || (cout / 8) % (self.cin / 8) != 0)) {
+                if cout % 8 != 0 || drop > 2 * t || (residual && (!self.cin.is_multiple_of(8) || (cout / 8) % (self.cin / 8) != 0)) {
                     bail!("conv3d: depth-to-space of {cout} channels (input {})", self.cin);
                 }
                 (b, cout / 8, 2 * t - drop, 2 * h, 2 * w)
@@ -2472,6 +2478,8 @@ impl Conv3d {
         with_buf(x, |xb| {
             let qp = SendPtr(q.as_mut_ptr());
             (0..b * t * h).into_par_iter().for_each(|row| {
+                // The whole Send wrapper moves into the closure, not its raw field.
+                #[allow(clippy::redundant_locals)]
                 let qp = qp;
                 let (bi, ti, yi) = (row / (t * h), (row / h) % t, row % h);
                 let start = ((bi * t + ti) * hp + yi + pad) * row_len;
@@ -2496,10 +2504,10 @@ impl Conv3d {
         let optr = out.ptr();
         let kw = k * k * k;
         let residual = residual.map(|r| r.contiguous()).transpose()?;
-        if let (Some(r), Scatter::Plain) = (&residual, scatter) {
-            if r.dims5()? != dims {
-                bail!("conv3d: residual {:?}, output {dims:?}", r.dims());
-            }
+        if let (Some(r), Scatter::Plain) = (&residual, scatter)
+            && r.dims5()? != dims
+        {
+            bail!("conv3d: residual {:?}, output {dims:?}", r.dims());
         }
         let run = |res: ResSrc| {
             (0..b * t * n_band * n_group).into_par_iter().for_each(|task| {

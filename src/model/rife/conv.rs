@@ -54,7 +54,7 @@ struct Prepared {
 impl Prepared {
     fn new(kind: Kind, w: Vec<f32>, b: Vec<f32>, cin: usize, cout: usize) -> Self {
         let panel = if kind != Kind::Up && avx512::available() {
-            [2usize, 1].into_iter().find(|v| cout % (16 * v) == 0).map(|v| {
+            [2usize, 1].into_iter().find(|v| cout.is_multiple_of(16 * v)).map(|v| {
                 let (k, nb) = (3 * cin, 16 * v);
                 let mut panel = vec![0f32; w.len()];
                 for ob in 0..cout / nb {
@@ -244,7 +244,7 @@ impl Conv {
 
     /// Transposed convolution followed by `PixelShuffle(2)`: `[N, O / 4, 4H, 4W]`.
     pub fn forward_shuffled(&self, x: &Tensor) -> Result<Tensor> {
-        if !self.transposed || self.cout % 4 != 0 {
+        if !self.transposed || !self.cout.is_multiple_of(4) {
             bail!("forward_shuffled needs a transposed convolution with C_out % 4 == 0");
         }
         match self.fast_for(x) {
@@ -380,8 +380,8 @@ impl Geometry {
                 wp: w + 2, pitch: w + 2, lrs: cin, k: 3 * cin,
             },
             Kind::S2 => {
-                let ho = (h + 1) / 2;
-                let wo = (w + 1) / 2;
+                let ho = h.div_ceil(2);
+                let wo = w.div_ceil(2);
                 Self {
                     kind, cin, h, w, ho, wo, rows: ho, cols: wo,
                     wp: 2 * (wo + 1), pitch: wo + 1, lrs: 2 * cin, k: 3 * cin,
@@ -493,6 +493,8 @@ fn run(p: &Prepared, g: &Geometry, cout: usize, x: &[&[f32]], epi: Epilogue, shu
     let out_ptr = SendPtr(out.as_mut_ptr());
     let out_len = out.len();
     (0..n_bands).into_par_iter().for_each(|bi| {
+        // The whole Send wrapper moves into the closure, not its raw field.
+        #[allow(clippy::redundant_locals)]
         let out_ptr = out_ptr;
         let y0 = bi * band;
         let y1 = (y0 + band).min(g.rows);
@@ -513,13 +515,12 @@ fn run(p: &Prepared, g: &Geometry, cout: usize, x: &[&[f32]], epi: Epilogue, shu
                 acc.resize(m * cout * n_par, 0.0);
             }
             let acc = &mut acc[..m * cout * n_par];
-            if let Some((v, panel)) = &p.panel {
-                if avx512::conv_band(*v, panel, g, &taps, buf, 0, m, cout, acc) {
+            if let Some((v, panel)) = &p.panel
+                && avx512::conv_band(*v, panel, g, &taps, buf, 0, m, cout, acc) {
                     let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.0, out_len) };
                     epilogue(p, g, cout, acc, m, y0, y1, epi, shuffle, out);
                     return;
                 }
-            }
             let kw = g.k * cout;
             for (t, &(off, wi)) in taps.iter().enumerate() {
                 let (par, first) = match g.kind {

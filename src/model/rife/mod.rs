@@ -129,7 +129,7 @@ impl Config {
             return bad(format!("scales {:?} must be whole numbers in 1..=256", self.scales));
         }
         let max_scale = self.scales.iter().fold(1.0f64, |a, &b| a.max(b)) as usize;
-        if self.pad_multiple == 0 || self.pad_multiple % (4 * max_scale) != 0 {
+        if self.pad_multiple == 0 || !self.pad_multiple.is_multiple_of(4 * max_scale) {
             return bad(format!("pad_multiple {} must be a multiple of 4 x the largest scale", self.pad_multiple));
         }
         if self.residual_convs == 0 || self.feature_channels == 0 || self.encoder_channels == 0 {

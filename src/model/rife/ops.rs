@@ -51,6 +51,8 @@ impl CustomOp2 for Warp {
         // Rows over threads; each output pixel's sample point is computed
         // once and applied to every channel.
         (0..h).into_par_iter().for_each(|y| {
+            // The whole Send wrapper moves into the closure, not its raw field.
+            #[allow(clippy::redundant_locals)]
             let ptr = ptr;
             for x in 0..w {
                 let i = y * w + x;
