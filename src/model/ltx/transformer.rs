@@ -703,17 +703,16 @@ pub struct TokenTemb {
 fn distinct_timesteps(t: &Tensor) -> Result<(Tensor, Vec<u32>)> {
     let vals = t.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let mut uniq: Vec<f32> = Vec::new();
-    let mut index = Vec::with_capacity(vals.len());
-    for v in vals {
-        let i = match uniq.iter().position(|u| u.to_bits() == v.to_bits()) {
-            Some(i) => i,
-            None => {
+    let mut seen = std::collections::HashMap::new();
+    let index = vals
+        .iter()
+        .map(|&v| {
+            *seen.entry(v.to_bits()).or_insert_with(|| {
                 uniq.push(v);
-                uniq.len() - 1
-            }
-        };
-        index.push(i as u32);
-    }
+                uniq.len() as u32 - 1
+            })
+        })
+        .collect();
     let n = uniq.len();
     Ok((Tensor::from_vec(uniq, n, t.device())?, index))
 }

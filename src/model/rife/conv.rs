@@ -516,11 +516,12 @@ fn run(p: &Prepared, g: &Geometry, cout: usize, x: &[&[f32]], epi: Epilogue, shu
             }
             let acc = &mut acc[..m * cout * n_par];
             if let Some((v, panel)) = &p.panel
-                && avx512::conv_band(*v, panel, g, &taps, buf, 0, m, cout, acc) {
-                    let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.0, out_len) };
-                    epilogue(p, g, cout, acc, m, y0, y1, epi, shuffle, out);
-                    return;
-                }
+                && avx512::conv_band(*v, panel, g, &taps, buf, 0, m, cout, acc)
+            {
+                let out = unsafe { std::slice::from_raw_parts_mut(out_ptr.0, out_len) };
+                epilogue(p, g, cout, acc, m, y0, y1, epi, shuffle, out);
+                return;
+            }
             let kw = g.k * cout;
             for (t, &(off, wi)) in taps.iter().enumerate() {
                 let (par, first) = match g.kind {
