@@ -25,7 +25,9 @@ fn latent_grid(case: &str) -> anyhow::Result<(usize, usize, usize)> {
     let (w, h, f) = match case {
         "small" => (512, 320, 25),
         "large" => (768, 512, 49),
-        c => bail!("unknown case {c} (small, large)"),
+        // The encoder only: the 17 frames of a job's video condition.
+        "cond" => (512, 320, 17),
+        c => bail!("unknown case {c} (small, large; cond for the encoder)"),
     };
     Ok(((f - 1) / 8 + 1, h / 32, w / 32))
 }
@@ -80,6 +82,9 @@ fn main() -> anyhow::Result<()> {
     if model == "matmul" {
         return matmul_bench(match dtype.as_str() { "bf16" => DType::BF16, _ => DType::F32 }, repeat.max(3), &dev);
     }
+    if model == "conv3d" {
+        return conv3d_bench(match dtype.as_str() { "bf16" => DType::BF16, _ => DType::F32 }, repeat.max(3), &dev);
+    }
     if model == "attention" {
         return attention_bench(match dtype.as_str() { "bf16" => DType::BF16, _ => DType::F32 }, repeat.max(2), &dev);
     }
@@ -98,7 +103,8 @@ fn main() -> anyhow::Result<()> {
     let runner: Runner<'_> = match model.as_str() {
         "transformer" => Box::new(load_transformer(&dir, dt, &dev, io.clone())?),
         "vae" => Box::new(load_vae(&dir, dt, &dev, io.clone())?),
-        m => bail!("unknown model {m:?} (transformer, vae)"),
+        "encoder" => Box::new(load_encoder(&dir, dt, &dev)?),
+        m => bail!("unknown model {m:?} (transformer, vae, encoder)"),
     };
     println!(
         "{}",
@@ -146,6 +152,47 @@ fn main() -> anyhow::Result<()> {
     if let Some(out) = out {
         candle_core::safetensors::save(&outs, out)?;
     }
+    Ok(())
+}
+
+/// GFLOP/s of one causal 3x3x3 convolution of the VAE (weft's `Conv3d`, f32
+/// or with `--dtype bf16` bf16 weights and input), at `LTX_BENCH_CONV=cin,cout,frames,height,width` (default the
+/// encoder's 512-channel stage at 512x320: 512,512,5,40,64), with the
+/// resnets' RMS-norm + SiLU prologue and residual when `LTX_BENCH_CONV_FUSED=1`
+/// (FLOPs count the convolution only). `scripts/ltx_reference/bench.py conv3d`
+/// times the same shape in torch.
+fn conv3d_bench(dt: DType, repeat: usize, dev: &Device) -> anyhow::Result<()> {
+    let dims = match std::env::var("LTX_BENCH_CONV").ok().map(|v| v.split(',').map(str::parse).collect::<Result<Vec<usize>, _>>()) {
+        Some(Ok(v)) if v.len() == 5 => v,
+        None => vec![512, 512, 5, 40, 64],
+        Some(_) => bail!("LTX_BENCH_CONV wants cin,cout,frames,height,width"),
+    };
+    let (ci, co, t, h, w) = (dims[0], dims[1], dims[2], dims[3], dims[4]);
+    let fused = std::env::var("LTX_BENCH_CONV_FUSED").is_ok_and(|v| v == "1");
+    if fused && ci != co {
+        bail!("LTX_BENCH_CONV_FUSED=1 needs cin == cout (the residual)");
+    }
+    let flop = 2.0 * (ci * co * 27 * t * h * w) as f64;
+    let x = Tensor::randn(0f32, 1.0, (1, ci, t, h, w), dev)?.to_dtype(dt)?;
+    let weight = (Tensor::randn(0f32, 1.0, (co, ci, 3, 3, 3), dev)? * (1.0 / (27.0 * ci as f64).sqrt()))?.to_dtype(dt)?;
+    let bias = Tensor::randn(0f32, 0.1, co, dev)?;
+    let conv = kernels::Conv3d::new(&weight, &bias)?.context("conv3d: geometry not supported")?;
+    let pro = if fused { kernels::Prologue::RmsNormSilu { eps: 1e-6, modulation: None } } else { kernels::Prologue::None };
+    let res = fused.then_some(&x);
+    conv.forward(&x, true, pro, res)?;
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let s = Instant::now();
+        conv.forward(&x, true, pro, res)?;
+        best = best.min(s.elapsed().as_secs_f64());
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "conv3d", "shape": [ci, co, t, h, w], "dtype": format!("{dt:?}"), "fused": fused, "weft_s": (best * 1e4).round() / 1e4,
+            "weft_gflops": (flop / best / 1e9).round(), "weft_path": format!("{conv:?}"),
+        })
+    );
     Ok(())
 }
 
@@ -249,6 +296,41 @@ fn snapshot_load(snapshot: &Path, dt: DType, dev: &Device) -> anyhow::Result<()>
         })
     );
     Ok(())
+}
+
+/// `--model encoder`: the 0.9.5 VAE's encoder (what the jobs run on their
+/// conditioning frames) on a smooth synthetic video in [-1, 1] that
+/// bench.py's `run --model encoder` builds the same way: the small case is
+/// 25 frames at 512x320, the large one 49 at 768x512, `cond` 17 at 512x320
+/// (a job's video condition). Output: the raw moments.
+fn load_encoder(dir: &Path, dt: DType, dev: &Device) -> anyhow::Result<impl Fn(&str) -> anyhow::Result<Tensor>> {
+    let d = dir.join("vae");
+    let cfg: vae::Config = serde_json::from_str(&std::fs::read_to_string(d.join("config.json"))?)?;
+    let encoder = {
+        let vb = var_builder(&d.join("diffusion_pytorch_model.safetensors"), dt, dev)?;
+        vae::Encoder3d::new(&cfg, vb.pp("encoder"))?
+    };
+    let dev = dev.clone();
+    Ok(move |case: &str| -> anyhow::Result<Tensor> {
+        let (f, h, w) = latent_grid(case)?;
+        let x = encoder_input((f - 1) * 8 + 1, h * 32, w * 32, &dev)?.to_dtype(dt)?;
+        Ok(encoder.forward(&x)?)
+    })
+}
+
+/// `[1, 3, F, H, W]`: `0.9 sin(0.05 x + 0.07 y + 0.3 f + c)`.
+fn encoder_input(f: usize, h: usize, w: usize, dev: &Device) -> anyhow::Result<Tensor> {
+    let mut v = Vec::with_capacity(3 * f * h * w);
+    for c in 0..3 {
+        for fi in 0..f {
+            for y in 0..h {
+                for x in 0..w {
+                    v.push(0.9 * (0.05 * x as f32 + 0.07 * y as f32 + 0.3 * fi as f32 + c as f32).sin());
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(v, (1, 3, f, h, w), dev)?)
 }
 
 fn var_builder(file: &Path, dt: DType, dev: &Device) -> anyhow::Result<VarBuilder<'static>> {

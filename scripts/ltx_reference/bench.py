@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 
 CASES = {"small": (512, 320, 25), "large": (768, 512, 49)}
+# The encoder alone also takes "cond": the 17 frames a job's video condition encodes.
+ENCODER_CASES = {**CASES, "cond": (512, 320, 17)}
 TEXT_LEN, TEXT_VALID = 128, 48
 TIMESTEP, DECODE_T, FRAME_RATE = 700.0, 0.05, 25
 SEED = 20240501
@@ -62,7 +64,7 @@ VAE_095 = dict(
 
 
 def latent_grid(case):
-    w, h, f = CASES[case]
+    w, h, f = ENCODER_CASES[case]
     return (f - 1) // 8 + 1, h // 32, w // 32
 
 
@@ -218,6 +220,15 @@ def run(args):
                     return_dict=False,
                 )
                 fn = lambda: model(**kw)[0]  # noqa: E731
+            elif args.model == "encoder":
+                # ltx_bench's encoder_input: 0.9 sin(0.05 x + 0.07 y + 0.3 f + c).
+                nf, hh, ww = (f - 1) * 8 + 1, h * 32, w * 32
+                c_ = torch.arange(3, dtype=torch.float32).view(3, 1, 1, 1)
+                f_ = torch.arange(nf, dtype=torch.float32).view(1, nf, 1, 1)
+                y_ = torch.arange(hh, dtype=torch.float32).view(1, 1, hh, 1)
+                x_ = torch.arange(ww, dtype=torch.float32).view(1, 1, 1, ww)
+                video = (0.9 * torch.sin(0.05 * x_ + 0.07 * y_ + 0.3 * f_ + c_))[None].to(dtype)
+                fn = lambda: model.encoder(video)  # noqa: E731
             else:
                 z = io[f"{case}.latents"].to(dtype)
                 temb = torch.tensor([DECODE_T], dtype=dtype)
@@ -257,6 +268,40 @@ def matmul(args):
                 best = min(best, time.time() - t)
         res[name] = round(2 * m * k * n / best / 1e9)
     print(json.dumps({"event": "matmul", "shape": [m, k, n], "torch_gflops": res}))
+
+
+def conv3d(args):
+    """Seconds and GFLOP/s of one causal 3x3x3 convolution as diffusers'
+    LTXVideoCausalConv3d runs it (first frame repeated twice, nn.Conv3d with
+    spatial padding 1), f32; with --fused, the resnet's RMS norm + SiLU before
+    it and the residual after (FLOPs count the convolution only)."""
+    import torch
+
+    torch.set_num_threads(args.threads or os.cpu_count())
+    ci, co, t, h, w = (int(v) for v in args.shape.split(","))
+    torch.manual_seed(0)
+    x = torch.randn(1, ci, t, h, w)
+    conv = torch.nn.Conv3d(ci, co, 3, padding=(0, 1, 1))
+
+    def step():
+        y = x
+        if args.fused:
+            y = y * torch.rsqrt(y.pow(2).mean(1, keepdim=True) + 1e-6)
+            y = torch.nn.functional.silu(y)
+        y = torch.cat([y[:, :, :1]] * 2 + [y], dim=2)
+        y = conv(y)
+        return y + x if args.fused else y
+
+    with torch.inference_mode():
+        step()
+        best = 1e9
+        for _ in range(args.repeat):
+            s = time.time()
+            step()
+            best = min(best, time.time() - s)
+    flop = 2 * ci * co * 27 * t * h * w
+    print(json.dumps({"event": "conv3d", "shape": [ci, co, t, h, w], "fused": args.fused,
+                      "torch_s": round(best, 4), "torch_gflops": round(flop / best / 1e9)}))
 
 
 def attention(args):
@@ -382,7 +427,7 @@ def main():
     m.add_argument("--layers", type=int, default=0)
     r = sub.add_parser("run")
     r.add_argument("dir")
-    r.add_argument("--model", choices=["transformer", "vae"], required=True)
+    r.add_argument("--model", choices=["transformer", "vae", "encoder"], required=True)
     r.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     r.add_argument("--cases", default="small")
     r.add_argument("--repeat", type=int, default=1)
@@ -392,6 +437,11 @@ def main():
     at.add_argument("--threads", type=int, default=0)
     mm = sub.add_parser("matmul")
     mm.add_argument("--threads", type=int, default=0)
+    cv = sub.add_parser("conv3d")
+    cv.add_argument("--shape", default="512,512,5,40,64", help="cin,cout,frames,height,width")
+    cv.add_argument("--fused", action="store_true")
+    cv.add_argument("--repeat", type=int, default=3)
+    cv.add_argument("--threads", type=int, default=0)
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
@@ -401,7 +451,7 @@ def main():
     rp.add_argument("--dtypes", default="f32,bf16")
     rp.add_argument("--cases", default="small,large")
     args = p.parse_args()
-    {"make": make, "run": run, "matmul": matmul, "attention": attention, "compare": compare, "report": report}[args.cmd](args)
+    {"make": make, "run": run, "matmul": matmul, "attention": attention, "conv3d": conv3d, "compare": compare, "report": report}[args.cmd](args)
 
 
 if __name__ == "__main__":
