@@ -2006,9 +2006,71 @@ pub struct Conv3d {
     w: Option<Vec<f32>>,
     /// bf16 (AMX / AVX-512 BF16): one packed `[cout, k * cin]` matrix per tap.
     packed: Option<Vec<Packed>>,
-    /// f32 on AVX-512: `[tile of 12 outputs][cin][tap][12]` for the direct path.
-    direct: Option<Vec<f32>>,
+    /// f32 on AVX-512, for the direct path: `[tile of 12 outputs][cin][tap][12]`.
+    direct: Option<DirectWeights>,
     bias: Vec<f32>,
+}
+
+/// The direct kernel's f32 weights: every tile of 12 output channels as
+/// `[cin][tap][12]`. The whole tiles are rearranged inside the `[O, I, k, k,
+/// k]` weight's own storage (a 12 x n -> n x 12 transpose per tile, `n = I
+/// k^3`); the last `O % 12` outputs, zero-padded to 12, are a small copy.
+struct DirectWeights {
+    full: Tensor,
+    tail: Vec<f32>,
+    /// Floats per tile: `12 n`.
+    tile: usize,
+}
+
+impl DirectWeights {
+    /// `w` contiguous from offset 0, and this weight's alone.
+    fn new(w: Tensor, cout: usize, n: usize) -> Result<Self> {
+        let whole = cout / DC_R;
+        let mut tail = vec![0f32; if cout.is_multiple_of(DC_R) { 0 } else { DC_R * n }];
+        with_buf(&w, |b| {
+            let Buf::F32(src) = b else { bail!("conv3d: f32 weight expected") };
+            for (i, row) in src[whole * DC_R * n..cout * n].chunks_exact(n).enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    tail[j * DC_R + i] = v;
+                }
+            }
+            Ok(())
+        })?;
+        w.inplace_op1(&TileInPlace { tiles: whole, n })?;
+        Ok(Self { full: w, tail, tile: DC_R * n })
+    }
+}
+
+/// The in-place rearrangement of [`DirectWeights`].
+struct TileInPlace {
+    tiles: usize,
+    n: usize,
+}
+
+impl candle_core::InplaceOp1 for TileInPlace {
+    fn name(&self) -> &'static str {
+        "conv3d-direct-tiles"
+    }
+
+    fn cpu_fwd(&self, storage: &mut candle_core::CpuStorage, layout: &candle_core::Layout) -> Result<()> {
+        let candle_core::CpuStorage::F32(v) = storage else { bail!("conv3d: f32 weight expected") };
+        let len = self.tiles * DC_R * self.n;
+        if !layout.is_contiguous() || layout.start_offset() != 0 || v.len() < len {
+            bail!("conv3d: the weight to rearrange is not contiguous from its start");
+        }
+        let n = self.n;
+        v[..len].par_chunks_mut(DC_R * n).for_each(|tile| {
+            with_scratch(&SCRATCH, DC_R * n, |rows| {
+                rows.copy_from_slice(tile);
+                for (j, dst) in tile.chunks_exact_mut(DC_R).enumerate() {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = rows[i * n + j];
+                    }
+                }
+            })
+        });
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for Conv3d {
@@ -2026,6 +2088,18 @@ impl Conv3d {
     /// `weight` `[O, I, k, k, k]`, `bias` `[O]` on the CPU; `None` when the
     /// geometry or storage is not supported (the caller keeps candle's path).
     pub fn new(weight: &Tensor, bias: &Tensor) -> Result<Option<Self>> {
+        Self::build(weight, bias, false)
+    }
+
+    /// [`Self::new`] that may rearrange `weight`'s own storage into the
+    /// direct kernel's order instead of copying it (the VAE's weights are
+    /// gigabytes, read just before): when it returns `Some`, nothing may read
+    /// `weight`, or another handle to its storage, again.
+    pub fn new_reusing(weight: &Tensor, bias: &Tensor) -> Result<Option<Self>> {
+        Self::build(weight, bias, true)
+    }
+
+    fn build(weight: &Tensor, bias: &Tensor, reuse: bool) -> Result<Option<Self>> {
         let (cout, cin, kt, kh, kw) = weight.dims5()?;
         if !weight.device().is_cpu()
             || !(kt == kh && kh == kw && (kt == 1 || kt == 3))
@@ -2036,22 +2110,33 @@ impl Conv3d {
         }
         let _pack = super::profile::scope("load.pack_conv");
         let k = kt;
+        let kk = k * cin;
+        let pack = weight.dtype() == DType::BF16
+            && kk % 32 == 0
+            && matches!(bf16_matmul(), Bf16Matmul::Amx | Bf16Matmul::Avx512Bf16);
+        if !pack && has_avx512() {
+            // A bf16 weight converts into new storage, which is this one's own.
+            let own = reuse || weight.dtype() != DType::F32;
+            let w32 = weight.to_dtype(DType::F32)?;
+            let in_place = own && w32.is_contiguous() && w32.layout().start_offset() == 0;
+            let w32 = if in_place { w32 } else { Tensor::from_vec(w32.flatten_all()?.to_vec1::<f32>()?, w32.shape(), &candle_core::Device::Cpu)? };
+            let direct = DirectWeights::new(w32, cout, k * k * kk)?;
+            let bias = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            return Ok(Some(Self { cin, cout, k, w: None, packed: None, direct: Some(direct), bias }));
+        }
         let w32 = weight.to_dtype(DType::F32)?.contiguous()?;
         with_buf(&w32, |b| {
             let Buf::F32(src) = b else { bail!("conv3d: f32 weight expected") };
-            Self::from_weights(src, bias, weight.dtype(), (cout, cin, k))
+            Self::from_weights(src, bias, pack, (cout, cin, k))
         })
         .map(Some)
     }
 
-    /// [`Self::new`] from the f32 weights `src` `[O, I, k, k, k]` (row-major)
-    /// of a `dtype` weight.
-    fn from_weights(src: &[f32], bias: &Tensor, dtype: DType, (cout, cin, k): (usize, usize, usize)) -> Result<Self> {
+    /// [`Self::new`] from the f32 weights `src` `[O, I, k, k, k]` (row-major):
+    /// packed bf16 tiles when `pack`, else the portable GEMM layout.
+    fn from_weights(src: &[f32], bias: &Tensor, pack: bool, (cout, cin, k): (usize, usize, usize)) -> Result<Self> {
         let bias = bias.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let kk = k * cin;
-        let pack = dtype == DType::BF16
-            && kk % 32 == 0
-            && matches!(bf16_matmul(), Bf16Matmul::Amx | Bf16Matmul::Avx512Bf16);
         let at = |o: usize, c: usize, t: usize, y: usize, x: usize| src[(((o * cin + c) * k + t) * k + y) * k + x];
         if pack {
             let packed = (0..k * k)
@@ -2069,25 +2154,6 @@ impl Conv3d {
                 })
                 .collect();
             return Ok(Self { cin, cout, k, w: None, packed: Some(packed), direct: None, bias });
-        }
-        if has_avx512() {
-            let kw = k * k * k;
-            let tiles = cout.div_ceil(DC_R);
-            let mut wd = zeroed::<f32>(tiles * kw * cin * DC_R);
-            wd.par_chunks_mut(kw * cin * DC_R).enumerate().for_each(|(ti, tile)| {
-                for c in 0..cin {
-                    for tap in 0..kw {
-                        let (dt, dy, dx) = (tap / (k * k), (tap / k) % k, tap % k);
-                        for i in 0..DC_R {
-                            let o = ti * DC_R + i;
-                            if o < cout {
-                                tile[(c * kw + tap) * DC_R + i] = at(o, c, dt, dy, dx);
-                            }
-                        }
-                    }
-                }
-            });
-            return Ok(Self { cin, cout, k, w: None, packed: None, direct: Some(wd), bias });
         }
         let mut w = vec![0f32; k * k * kk * cout];
         for tap in 0..k * k {
@@ -2124,7 +2190,10 @@ impl Conv3d {
         let x = x.contiguous()?;
         #[cfg(target_arch = "x86_64")]
         if let Some(wd) = &self.direct {
-            return self.forward_direct(wd, &x, causal, pro, residual, scatter);
+            return with_buf(&wd.full, |b| {
+                let Buf::F32(full) = b else { bail!("conv3d: f32 direct weights expected") };
+                self.forward_direct(full, &wd.tail, wd.tile, &x, causal, pro, residual, scatter)
+            });
         }
         let g = Geom { cin: c, cout: self.cout, t, h, w, scatter };
         let dims = g.out_dims(b)?;
@@ -2465,7 +2534,7 @@ impl Conv3d {
     #[cfg(target_arch = "x86_64")]
     #[allow(clippy::too_many_arguments)]
     fn forward_direct(
-        &self, wd: &[f32], x: &Tensor, causal: bool, pro: Prologue, residual: Option<&Tensor>, scatter: Scatter,
+        &self, full: &[f32], tail: &[f32], tile_len: usize, x: &Tensor, causal: bool, pro: Prologue, residual: Option<&Tensor>, scatter: Scatter,
     ) -> Result<Tensor> {
         let (b, c, t, h, w) = x.dims5()?;
         let k = self.k;
@@ -2544,7 +2613,12 @@ impl Conv3d {
                     for c0 in (0..c).step_by(DC_CK) {
                         let cn = DC_CK.min(c - c0);
                         for ti in 0..tn {
-                            let wt = &wd[(t0 + ti) * kw * c * DC_R..][..kw * c * DC_R];
+                            let tile = t0 + ti;
+                            let wt = if tile < self.cout / DC_R {
+                                &full[tile * tile_len..][..tile_len]
+                            } else {
+                                tail
+                            };
                             for si in 0..strips {
                                 let (ya, xa, ma) = vecs[2 * si];
                                 let (yb, xb, mb) = vecs[2 * si + 1];
@@ -2993,6 +3067,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn conv3d_reusing_rearranges_only_its_own_weight() {
+        // 40 outputs: three whole tiles of 12 rearranged in place, 4 in the tail.
+        let x = rand(&[1, 16, 3, 4, 5], 40);
+        let wt = (rand(&[40, 16, 3, 3, 3], 41) * 0.1).unwrap();
+        let b = rand(&[40], 42);
+        let before = wt.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let copied = Conv3d::new(&wt, &b).unwrap().unwrap();
+        assert_eq!(wt.flatten_all().unwrap().to_vec1::<f32>().unwrap(), before, "new must not touch the weight");
+        let own = wt.copy().unwrap();
+        let reused = Conv3d::new_reusing(&own, &b).unwrap().unwrap();
+        let want = copied.forward(&x, true, Prologue::None, None).unwrap();
+        let got = reused.forward(&x, true, Prologue::None, None).unwrap();
+        assert_eq!(got.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let e = max_err(&got, &naive_conv3d(&x, &wt, &b, true));
+        assert!(e < 1e-4, "reused weights: {e}");
+        // A view that does not start at the storage's start is copied, not rearranged.
+        let big = (rand(&[41, 16, 3, 3, 3], 43) * 0.1).unwrap();
+        let view = big.narrow(0, 1, 40).unwrap();
+        let all = big.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let conv = Conv3d::new_reusing(&view, &b).unwrap().unwrap();
+        assert_eq!(big.flatten_all().unwrap().to_vec1::<f32>().unwrap(), all);
+        let e = max_err(&conv.forward(&x, true, Prologue::None, None).unwrap(), &naive_conv3d(&x, &view, &b, true));
+        assert!(e < 1e-4, "view: {e}");
     }
 
     #[test]

@@ -1385,30 +1385,30 @@ struct Renamed {
     files: Vec<std::fs::File>,
     /// Diffusers name -> (file, stored dtype, shape, offset, length).
     tensors: HashMap<String, (usize, safetensors::Dtype, Vec<usize>, u64, usize)>,
+    /// Where tensors that are converted after reading (f32 -> bf16 for a
+    /// bf16 model, bf16 -> f32 for the VAE...) are read: one buffer, reused,
+    /// so that only the converted copy takes fresh pages. Fresh memory was
+    /// most of the load time on the benchmark machines (the kernel zeroes
+    /// every new page, about 1.3 GB/s there), and a read-then-convert paid
+    /// for it twice.
+    scratch: std::sync::Mutex<Vec<u64>>,
 }
 
-/// Reads `len` bytes at `offset` into a vector of `T` (little-endian, as
-/// safetensors stores them). Large tensors are read in 8 MiB pieces on all
-/// threads, into memory that is not zeroed first and is backed by huge pages
-/// where the kernel allows it: a single-threaded read into fresh 4 KiB pages
-/// was most of the load time (about 1 GB/s).
-fn read_typed<T: candle_core::WithDType>(f: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<T>> {
+/// Reads `dst.len()` bytes at `offset` into `dst`. Large reads go in 8 MiB
+/// pieces on all threads.
+fn read_at(f: &std::fs::File, offset: u64, dst: &mut [u8]) -> std::io::Result<()> {
     use rayon::prelude::*;
     use std::os::fd::AsRawFd;
     const PIECE: usize = 8 << 20;
-    let size = std::mem::size_of::<T>();
-    let n = len / size;
-    let bytes = n * size;
-    let mut v: Vec<T> = Vec::with_capacity(n);
-    crate::runtime::advise_huge(v.as_mut_ptr().cast::<u8>(), bytes);
-    let base = v.as_mut_ptr().cast::<u8>() as usize;
+    let bytes = dst.len();
+    let base = dst.as_mut_ptr() as usize;
     let fd = f.as_raw_fd();
     let read = |i: usize| -> std::io::Result<()> {
         let mut at = i * PIECE;
         let end = (at + PIECE).min(bytes);
         while at < end {
-            // SAFETY: [at, end) lies inside the allocation of `bytes` bytes and
-            // pieces are disjoint; pread only writes it.
+            // SAFETY: [at, end) lies inside `dst` and pieces are disjoint;
+            // pread only writes it.
             let got = unsafe {
                 libc::pread(fd, (base + at) as *mut libc::c_void, end - at, (offset + at as u64) as libc::off_t)
             };
@@ -1425,9 +1425,23 @@ fn read_typed<T: candle_core::WithDType>(f: &std::fs::File, offset: u64, len: us
         }
         Ok(())
     };
-    (0..bytes.div_ceil(PIECE)).into_par_iter().try_for_each(read)?;
-    // SAFETY: all `bytes` bytes were written above, and every bit pattern is a
-    // valid value of the float types read here.
+    (0..bytes.div_ceil(PIECE)).into_par_iter().try_for_each(read)
+}
+
+/// Reads `len` bytes at `offset` into a vector of `T` (little-endian, as
+/// safetensors stores them), into memory that is not zeroed first and is
+/// backed by huge pages where the kernel allows it: a single-threaded read
+/// into fresh 4 KiB pages was most of the load time (about 1 GB/s).
+fn read_typed<T: candle_core::WithDType>(f: &std::fs::File, offset: u64, len: usize) -> std::io::Result<Vec<T>> {
+    let size = std::mem::size_of::<T>();
+    let n = len / size;
+    let bytes = n * size;
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    crate::runtime::advise_huge(v.as_mut_ptr().cast::<u8>(), bytes);
+    // SAFETY: the capacity holds `bytes` bytes; read_at writes all of them
+    // before set_len, and every bit pattern is a valid value of the float
+    // types read here.
+    read_at(f, offset, unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), bytes) })?;
     unsafe { v.set_len(n) };
     Ok(v)
 }
@@ -1436,11 +1450,21 @@ fn read_typed<T: candle_core::WithDType>(f: &std::fs::File, offset: u64, len: us
 /// rounding as candle's `to_dtype` rounds (through f32: `half`'s `from_f64`
 /// rounds some halfway-and-above values down).
 fn convert<T: candle_core::WithDType>(v: Vec<T>, shape: &[usize], dtype: DType) -> candle_core::Result<Tensor> {
-    let cpu = &Device::Cpu;
     // f64 sources take candle's path: through f32 they would round twice.
     if T::DTYPE == dtype || T::DTYPE == DType::F64 || v.len() < (1 << 20) {
-        return Tensor::from_vec(v, shape, cpu)?.to_dtype(dtype);
+        return Tensor::from_vec(v, shape, &Device::Cpu)?.to_dtype(dtype);
     }
+    convert_slice(&v, shape, dtype)
+}
+
+/// Whether [`convert`] converts `n` values of `stored` on all threads (then
+/// the source can be a borrowed, reused buffer: [`convert_slice`]).
+fn converts_in_parallel(stored: DType, dtype: DType, n: usize) -> bool {
+    stored != dtype && stored != DType::F64 && n >= (1 << 20)
+}
+
+/// [`convert`]'s parallel path, from a borrowed slice.
+fn convert_slice<T: candle_core::WithDType>(v: &[T], shape: &[usize], dtype: DType) -> candle_core::Result<Tensor> {
     fn par<T: candle_core::WithDType, U: candle_core::WithDType>(
         v: &[T],
         shape: &[usize],
@@ -1458,11 +1482,39 @@ fn convert<T: candle_core::WithDType>(v: Vec<T>, shape: &[usize], dtype: DType) 
         Tensor::from_vec(out, shape, &Device::Cpu)
     }
     match dtype {
-        DType::F32 => par(&v, shape, |x| x),
-        DType::BF16 => par(&v, shape, |x| half::bf16::from_bits(super::kernels::f32_to_bf16(x))),
-        DType::F16 => par(&v, shape, half::f16::from_f32),
-        _ => Tensor::from_vec(v, shape, cpu)?.to_dtype(dtype),
+        DType::F32 => par(v, shape, |x| x),
+        DType::BF16 => par(v, shape, |x| half::bf16::from_bits(super::kernels::f32_to_bf16(x))),
+        DType::F16 => par(v, shape, half::f16::from_f32),
+        _ => Tensor::from_slice(v, shape, &Device::Cpu)?.to_dtype(dtype),
     }
+}
+
+/// Reads `len` bytes at `offset` into the reused `scratch` and converts
+/// them (`T` as stored) to a new tensor in `dtype`.
+fn read_converted<T: candle_core::WithDType>(
+    f: &std::fs::File,
+    scratch: &std::sync::Mutex<Vec<u64>>,
+    offset: u64,
+    len: usize,
+    shape: &[usize],
+    dtype: DType,
+) -> candle_core::Result<Result<Tensor, std::io::Error>> {
+    let size = std::mem::size_of::<T>();
+    let n = len / size;
+    let mut buf = scratch.lock().unwrap_or_else(|p| p.into_inner());
+    let words = (n * size).div_ceil(8);
+    if buf.len() < words {
+        // Grown (rarely: to the largest converted tensor) and kept.
+        *buf = vec![0u64; words];
+    }
+    // SAFETY: u64 storage is aligned for T (size <= 8) and holds n * size
+    // bytes; every bit pattern is a valid float of the types read here.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), n * size) };
+    if let Err(e) = read_at(f, offset, bytes) {
+        return Ok(Err(e));
+    }
+    let vals = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<T>(), n) };
+    convert_slice(vals, shape, dtype).map(Ok)
 }
 
 impl SimpleBackend for Renamed {
@@ -1480,7 +1532,12 @@ impl SimpleBackend for Renamed {
         let f = &self.files[*fi];
         let io = |e: std::io::Error| candle_core::Error::Msg(format!("tensor `{name}`: cannot read: {e}"));
         let read = super::profile::scope(if *len >= 8 << 20 { "load.read.big" } else { "load.read.small" });
+        let n = shape.iter().product::<usize>();
+        let scratch = |stored: DType| converts_in_parallel(stored, dtype, n);
         let t = match stored {
+            S::F32 if scratch(DType::F32) => read_converted::<f32>(f, &self.scratch, *offset, *len, shape, dtype)?.map_err(io)?,
+            S::F16 if scratch(DType::F16) => read_converted::<half::f16>(f, &self.scratch, *offset, *len, shape, dtype)?.map_err(io)?,
+            S::BF16 if scratch(DType::BF16) => read_converted::<half::bf16>(f, &self.scratch, *offset, *len, shape, dtype)?.map_err(io)?,
             S::F32 => convert(read_typed::<f32>(f, *offset, *len).map_err(io)?, shape, dtype)?,
             S::F16 => convert(read_typed::<half::f16>(f, *offset, *len).map_err(io)?, shape, dtype)?,
             S::BF16 => convert(read_typed::<half::bf16>(f, *offset, *len).map_err(io)?, shape, dtype)?,
@@ -1520,7 +1577,7 @@ fn var_builder<'a>(files: &[PathBuf], map: Option<&HashMap<String, String>>, dty
         Some(map) => map.iter().filter_map(|(name, key)| stored.get(key).map(|v| (name.clone(), v.clone()))).collect(),
         None => stored,
     };
-    Ok(VarBuilder::from_backend(Box::new(Renamed { files: opened, tensors }), dtype, device.clone()))
+    Ok(VarBuilder::from_backend(Box::new(Renamed { files: opened, tensors, scratch: Default::default() }), dtype, device.clone()))
 }
 
 /// The sampling recipe a checkpoint was trained for: `distilled` when its

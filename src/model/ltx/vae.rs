@@ -261,7 +261,8 @@ impl CausalConv3d {
             bail!("CausalConv3d: unequal spatial strides {stride:?}");
         }
         let fast = if stride == (1, 1, 1) {
-            kernels::Conv3d::new(&weight, &bias)?.map(Arc::new)
+            // `weight` is dropped below when the kernel takes it.
+            kernels::Conv3d::new_reusing(&weight, &bias)?.map(Arc::new)
         } else {
             None
         };
