@@ -2212,6 +2212,11 @@ impl Conv3d {
         }
         let dtype = x.dtype();
         let x = x.contiguous()?;
+        if scatter == Scatter::Plain
+            && let Some(y) = self.winograd(&x, causal, pro, residual, false)?
+        {
+            return Ok(y);
+        }
         #[cfg(target_arch = "x86_64")]
         if let Some(wd) = &self.direct {
             return with_buf(&wd.full, |b| {
@@ -2402,6 +2407,36 @@ impl Conv3d {
         Ok(out.into_tensor(dims))
     }
 }
+
+impl Conv3d {
+    /// The Winograd F(2x2, 3x3) path ([`winograd`]) for a 3x3x3 kernel with
+    /// direct weights, where it [fits](winograd::fits) (`force`: wherever
+    /// it applies); `None`: not taken.
+    fn winograd(&self, x: &Tensor, causal: bool, pro: Prologue, residual: Option<&Tensor>, force: bool) -> Result<Option<Tensor>> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(wd) = &self.direct
+            && self.k == 3
+        {
+            let (_, c, _, h, w) = x.dims5()?;
+            if force || winograd::fits(c, self.cout, h, w) {
+                let whole = self.cout / DC_R;
+                return with_buf(&wd.full, |b| {
+                    let Buf::F32(full) = b else { bail!("conv3d: f32 direct weights expected") };
+                    let at = |o: usize, ci: usize, tap: usize| {
+                        let j = ci * 27 + tap;
+                        if o / DC_R < whole { full[(o / DC_R) * wd.tile + j * DC_R + o % DC_R] } else { wd.tail[j * DC_R + o % DC_R] }
+                    };
+                    self.forward_winograd(&at, x, causal, pro, residual).map(Some)
+                });
+            }
+        }
+        let _ = (x, causal, pro, residual, force);
+        Ok(None)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod winograd;
 
 thread_local! {
     static ROW3: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -3089,6 +3124,33 @@ mod tests {
                     let e = max_err(&got, &want);
                     assert!(e < tol * 2.0, "conv3d+prologue {dtype:?} {bn}x{c}->{o} k{k}: {e}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn conv3d_winograd_matches_direct_convolution() {
+        // Odd sizes (partial tiles), both temporal paddings, a prologue and a
+        // residual, outputs not a multiple of 12 or 32; the last frame size
+        // makes two bands of tiles (one group of 144 each in unit tests).
+        for &(bn, c, o, t, h, w) in &[(1usize, 16usize, 40usize, 3usize, 7usize, 9usize), (2, 24, 33, 2, 6, 5), (1, 32, 12, 4, 17, 30), (1, 16, 20, 3, 26, 25)] {
+            let x = rand(&[bn, c, t, h, w], 50);
+            let wt = (rand(&[o, c, 3, 3, 3], 51) * 0.1).unwrap();
+            let b = rand(&[o], 52);
+            let res = rand(&[bn, o, t, h, w], 53);
+            let conv = Conv3d::new(&wt, &b).unwrap().unwrap();
+            for causal in [true, false] {
+                let Some(got) = conv.winograd(&x, causal, Prologue::None, None, true).unwrap() else {
+                    return; // no AVX-512: no direct weights, no Winograd path
+                };
+                let e = max_err(&got, &naive_conv3d(&x, &wt, &b, causal));
+                assert!(e < 1e-4, "winograd {bn}x{c}->{o} {t}x{h}x{w} causal {causal}: {e}");
+                let pro = Prologue::RmsNormSilu { eps: 1e-6, modulation: None };
+                let got = conv.winograd(&x, causal, pro, Some(&res), true).unwrap().unwrap();
+                let rms = x.broadcast_div(&(x.sqr().unwrap().mean_keepdim(1).unwrap() + 1e-6).unwrap().sqrt().unwrap()).unwrap().silu().unwrap();
+                let want = (naive_conv3d(&rms, &wt, &b, causal) + &res).unwrap();
+                let e = max_err(&got, &want);
+                assert!(e < 1e-4, "winograd + prologue + residual {bn}x{c}->{o}: {e}");
             }
         }
     }
