@@ -2419,12 +2419,10 @@ impl Conv3d {
         {
             let (_, c, _, h, w) = x.dims5()?;
             if force || winograd::fits(c, self.cout, h, w) {
-                let whole = self.cout / DC_R;
                 return with_buf(&wd.full, |b| {
                     let Buf::F32(full) = b else { bail!("conv3d: f32 direct weights expected") };
                     let at = |o: usize, ci: usize, tap: usize| {
-                        let j = ci * 27 + tap;
-                        if o / DC_R < whole { full[(o / DC_R) * wd.tile + j * DC_R + o % DC_R] } else { wd.tail[j * DC_R + o % DC_R] }
+                        direct_tile(full, &wd.tail, wd.tile, self.cout, o / DC_R)[(ci * 27 + tap) * DC_R + o % DC_R]
                     };
                     self.forward_winograd(&at, x, causal, pro, residual).map(Some)
                 });
@@ -2579,6 +2577,13 @@ fn epilogue_row(g: &Geom, out: OutPtr, res: &ResSrc, bias: f32, b: usize, o: usi
 
 /// Output channels per register tile of the direct f32 convolution.
 const DC_R: usize = 12;
+
+/// Tile `tile` (outputs `12 tile..`, `[tap][C][12]`) of [`DirectWeights`]
+/// (`full` its rearranged storage, `tail` the last partial tile).
+#[inline]
+fn direct_tile<'a>(full: &'a [f32], tail: &'a [f32], tile_len: usize, cout: usize, tile: usize) -> &'a [f32] {
+    if tile < cout / DC_R { &full[tile * tile_len..][..tile_len] } else { tail }
+}
 /// Input channels per pass (the weights of a tile and the input rows of a
 /// band stay in L2).
 const DC_CK: usize = 256;
@@ -2602,24 +2607,7 @@ impl Conv3d {
         let g = Geom { cin: c, cout: self.cout, t, h, w, scatter };
         let dims = g.out_dims(b)?;
         let row_len = c * wq; // one padded row of all channels
-        let mut q = zeroed::<f32>(b * t * hp * row_len);
-        with_buf(x, |xb| {
-            let qp = SendPtr(q.as_mut_ptr());
-            (0..b * t * h).into_par_iter().for_each(|row| {
-                // The whole Send wrapper moves into the closure, not its raw field.
-                #[allow(clippy::redundant_locals)]
-                let qp = qp;
-                let (bi, ti, yi) = (row / (t * h), (row / h) % t, row % h);
-                let start = ((bi * t + ti) * hp + yi + pad) * row_len;
-                // SAFETY: each task fills its own padded row.
-                let block = unsafe { std::slice::from_raw_parts_mut(qp.0.add(start), row_len) };
-                for ci in 0..c {
-                    xb.load((((bi * c + ci) * t + ti) * h + yi) * w, &mut block[ci * wq + pad..ci * wq + pad + w]);
-                }
-                prologue_rows(block, c, wq, pad, w, bi, pro);
-            });
-            Ok(())
-        })?;
+        let q = padded_input(x, hp, wq, pad, pro)?;
         let left = if causal { k - 1 } else { (k - 1) / 2 };
         // 16-pixel vectors of an output frame, paired into strips.
         let per_row = w.div_ceil(16);
@@ -2673,11 +2661,7 @@ impl Conv3d {
                         let cn = DC_CK.min(c - c0);
                         for ti in 0..tn {
                             let tile = t0 + ti;
-                            let wt = if tile < self.cout / DC_R {
-                                &full[tile * tile_len..][..tile_len]
-                            } else {
-                                tail
-                            };
+                            let wt = direct_tile(full, tail, tile_len, self.cout, tile);
                             for si in 0..strips {
                                 let (ya, xa, ma) = vecs[2 * si];
                                 let (yb, xb, mb) = vecs[2 * si + 1];
@@ -2732,6 +2716,33 @@ impl Conv3d {
         }
         Ok(out.into_tensor(dims))
     }
+}
+
+/// `x` `[B, C, T, H, W]` as zero-padded rows `[B][T][hq][C][wq]`, pixel
+/// `(y, x)` at row `y + pad`, column `x + pad` (`hq >= H + pad`, `wq >= W +
+/// pad`: the padding after may be wider), with the prologue applied.
+fn padded_input(x: &Tensor, hq: usize, wq: usize, pad: usize, pro: Prologue) -> Result<Vec<f32>> {
+    let (b, c, t, h, w) = x.dims5()?;
+    let row_len = c * wq;
+    let mut q = zeroed::<f32>(b * t * hq * row_len);
+    with_buf(x, |xb| {
+        let qp = SendPtr(q.as_mut_ptr());
+        (0..b * t * h).into_par_iter().for_each(|row| {
+            // The whole Send wrapper moves into the closure, not its raw field.
+            #[allow(clippy::redundant_locals)]
+            let qp = qp;
+            let (bi, ti, yi) = (row / (t * h), (row / h) % t, row % h);
+            let start = ((bi * t + ti) * hq + yi + pad) * row_len;
+            // SAFETY: each task fills its own padded row.
+            let block = unsafe { std::slice::from_raw_parts_mut(qp.0.add(start), row_len) };
+            for ci in 0..c {
+                xb.load((((bi * c + ci) * t + ti) * h + yi) * w, &mut block[ci * wq + pad..ci * wq + pad + w]);
+            }
+            prologue_rows(block, c, wq, pad, w, bi, pro);
+        });
+        Ok(())
+    })?;
+    Ok(q)
 }
 
 /// The prologue over one padded row block `[C][wq]` (pixels `pad..pad + w`).

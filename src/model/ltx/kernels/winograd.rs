@@ -21,8 +21,8 @@ use candle_core::{Result, Tensor, bail};
 use rayon::prelude::*;
 
 use super::{
-    F32_ROWS, Geom, OutVec, Prologue, ResSrc, SCRATCH, Scatter, SendPtr, epilogue_row, f32_gemm_raw, prologue_rows,
-    with_buf, with_scratch, zeroed,
+    F32_ROWS, Geom, OutVec, Prologue, ResSrc, SCRATCH, Scatter, SendPtr, epilogue_row, f32_gemm_raw, padded_input, with_buf,
+    with_scratch, zeroed,
 };
 
 /// Output tiles per task (a multiple of the GEMM kernel's 12 rows).
@@ -109,24 +109,7 @@ impl super::Conv3d {
         // enough after for whole tiles.
         let (hq, wq) = (2 * th + 2, 2 * tw + 2);
         let row_len = c * wq;
-        let mut q = zeroed::<f32>(b * t * hq * row_len);
-        with_buf(x, |xb| {
-            let qp = SendPtr(q.as_mut_ptr());
-            (0..b * t * h).into_par_iter().for_each(|row| {
-                // The whole Send wrapper moves into the closure, not its raw field.
-                #[allow(clippy::redundant_locals)]
-                let qp = qp;
-                let (bi, ti, yi) = (row / (t * h), (row / h) % t, row % h);
-                let start = ((bi * t + ti) * hq + yi + 1) * row_len;
-                // SAFETY: each task fills its own padded row.
-                let block = unsafe { std::slice::from_raw_parts_mut(qp.0.add(start), row_len) };
-                for ci in 0..c {
-                    xb.load((((bi * c + ci) * t + ti) * h + yi) * wd, &mut block[ci * wq + 1..ci * wq + 1 + wd]);
-                }
-                prologue_rows(block, c, wq, 1, wd, bi, pro);
-            });
-            Ok(())
-        })?;
+        let q = padded_input(x, hq, wq, 1, pro)?;
         // Transformed weights, per (temporal tap, position): 32-column panels
         // `[panel][c][32]` (columns past O zero), as the GEMM's right operand.
         let panels = o_n.div_ceil(32);
